@@ -1,0 +1,174 @@
+//! The `env` provider: Oponn's legacy master key, read from an environment
+//! variable through the host's `secrets` grant (secret `master-key`).
+//!
+//! The key is 32 bytes, given as base64 or hex. A DEK is wrapped with
+//! AES-256-GCM under that key: `nonce (12) || ciphertext || tag (16)`, with the
+//! key id and the encryption context as associated data. The key id is a
+//! fingerprint of the key, `env:sha256:<first 16 bytes, hex>`, never the key.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use base64::Engine as _;
+use keyhost_guest::{
+    ContextEntry, DataKey, Description, Features, Guest, ProviderError, WrappedKey,
+};
+use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
+
+const SECRET_NAME: &str = "master-key";
+const AAD_LABEL: &[u8] = b"keyhost/env/v1";
+const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
+const DEK_LEN: usize = 32;
+
+struct EnvProvider;
+
+/// The master key, decoded, and where it came from (for messages).
+struct MasterKey {
+    key: Zeroizing<[u8; 32]>,
+    origin: String,
+}
+
+impl MasterKey {
+    fn load() -> Result<Self, ProviderError> {
+        let secret = keyhost_guest::secret(SECRET_NAME)?;
+        let origin = secret.origin;
+        let mut raw = Zeroizing::new(secret.value);
+        let text = std::str::from_utf8(&raw)
+            .map(str::trim)
+            .map_err(|_| malformed(&origin, "it is not text"))?;
+        let mut decoded = Zeroizing::new(
+            if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
+                hex::decode(text).map_err(|_| malformed(&origin, "it is not valid hex"))?
+            } else {
+                base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|_| malformed(&origin, "it is neither 64 hex digits nor base64"))?
+            },
+        );
+        raw.zeroize();
+        let key: [u8; 32] = decoded.as_slice().try_into().map_err(|_| {
+            malformed(
+                &origin,
+                &format!("it decodes to {} bytes, not 32", decoded.len()),
+            )
+        })?;
+        decoded.zeroize();
+        Ok(Self {
+            key: Zeroizing::new(key),
+            origin,
+        })
+    }
+
+    fn key_id(&self) -> String {
+        let digest = Sha256::new()
+            .chain_update(b"keyhost/env/fingerprint/v1")
+            .chain_update(self.key.as_slice())
+            .finalize();
+        format!("env:sha256:{}", hex::encode(&digest[..16]))
+    }
+
+    fn cipher(&self) -> Aes256Gcm {
+        Aes256Gcm::new(self.key.as_slice().into())
+    }
+}
+
+fn malformed(origin: &str, why: &str) -> ProviderError {
+    ProviderError::Misconfigured(format!(
+        "the master key in {origin} is malformed: {why}; it must be 32 bytes as base64 or 64 hex digits"
+    ))
+}
+
+impl Guest for EnvProvider {
+    fn describe() -> Result<Description, ProviderError> {
+        let key = MasterKey::load()?;
+        Ok(Description {
+            name: "env".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            key_id: key.key_id(),
+            features: Features::empty(),
+        })
+    }
+
+    fn generate_data_key(context: Vec<ContextEntry>) -> Result<DataKey, ProviderError> {
+        let mut dek = Zeroizing::new(vec![0u8; DEK_LEN]);
+        getrandom::fill(&mut dek)
+            .map_err(|e| ProviderError::Internal(format!("no randomness: {e}")))?;
+        let wrapped = Self::wrap(dek.to_vec(), context)?;
+        Ok(DataKey {
+            plaintext: dek.to_vec(),
+            wrapped,
+        })
+    }
+
+    fn wrap(dek: Vec<u8>, context: Vec<ContextEntry>) -> Result<WrappedKey, ProviderError> {
+        let dek = Zeroizing::new(dek);
+        if dek.len() != DEK_LEN {
+            return Err(ProviderError::Internal(format!(
+                "data key is {} bytes, not 32",
+                dek.len()
+            )));
+        }
+        let key = MasterKey::load()?;
+        let key_id = key.key_id();
+        let mut nonce = [0u8; NONCE_LEN];
+        getrandom::fill(&mut nonce)
+            .map_err(|e| ProviderError::Internal(format!("no randomness: {e}")))?;
+        let aad = keyhost_guest::context_aad(AAD_LABEL, &key_id, &context);
+        let sealed = key
+            .cipher()
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &dek,
+                    aad: &aad,
+                },
+            )
+            .map_err(|_| ProviderError::Internal("AES-GCM refused to encrypt".into()))?;
+        let mut ciphertext = Vec::with_capacity(NONCE_LEN + sealed.len());
+        ciphertext.extend_from_slice(&nonce);
+        ciphertext.extend_from_slice(&sealed);
+        Ok(WrappedKey { key_id, ciphertext })
+    }
+
+    fn unwrap(wrapped: WrappedKey, context: Vec<ContextEntry>) -> Result<Vec<u8>, ProviderError> {
+        let key = MasterKey::load()?;
+        let key_id = key.key_id();
+        if wrapped.key_id != key_id {
+            return Err(ProviderError::InvalidCiphertext(format!(
+                "the data key was wrapped with master key {}, but {} holds {key_id}",
+                wrapped.key_id, key.origin
+            )));
+        }
+        if wrapped.ciphertext.len() != NONCE_LEN + DEK_LEN + TAG_LEN {
+            return Err(ProviderError::InvalidCiphertext(format!(
+                "a wrapped key is {} bytes, this one is {}",
+                NONCE_LEN + DEK_LEN + TAG_LEN,
+                wrapped.ciphertext.len()
+            )));
+        }
+        let (nonce, sealed) = wrapped.ciphertext.split_at(NONCE_LEN);
+        let aad = keyhost_guest::context_aad(AAD_LABEL, &key_id, &context);
+        let dek = key
+            .cipher()
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+            .map_err(|_| {
+                ProviderError::InvalidCiphertext(
+                    "the wrapped key failed authentication: it was altered or wrapped under another context".into(),
+                )
+            })?;
+        Ok(dek)
+    }
+
+    fn re_encrypt(
+        _wrapped: WrappedKey,
+        _context: Vec<ContextEntry>,
+        _destination_key_id: Option<String>,
+    ) -> Result<WrappedKey, ProviderError> {
+        Err(ProviderError::Denied(
+            "the env provider cannot re-encrypt; unwrap and wrap instead".into(),
+        ))
+    }
+}
+
+keyhost_guest::export!(EnvProvider with_types_in keyhost_guest::bindings);
