@@ -16,14 +16,22 @@ impl Host for HostState {
         let origin = source.describe();
         // Read at each call, so a changed secret takes effect without a restart.
         let value = match source {
-            SecretSource::Env(var) => std::env::var_os(var),
+            SecretSource::Env(var) => std::env::var_os(var).map(|v| v.into_encoded_bytes()),
+            SecretSource::File(path) => match std::fs::read(path) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => {
+                    return Ok(Err(SecretError::NotFound(format!(
+                        "cannot read {origin}: {e}"
+                    ))));
+                }
+            },
         };
         Ok(match value {
-            Some(value) if !value.is_empty() => Ok(Secret {
-                value: value.into_encoded_bytes(),
-                origin,
-            }),
-            _ => Err(SecretError::NotFound(format!("{origin} is not set"))),
+            Some(value) if !value.is_empty() => Ok(Secret { value, origin }),
+            _ => Err(SecretError::NotFound(format!(
+                "{origin} is not set or is empty"
+            ))),
         })
     }
 }

@@ -106,12 +106,16 @@ impl Default for Limits {
 pub enum SecretSource {
     /// An environment variable of the host process.
     Env(String),
+    /// A file, such as a mounted Kubernetes or Docker secret; surrounding
+    /// whitespace is the guest's to trim.
+    File(PathBuf),
 }
 
 impl SecretSource {
     pub fn describe(&self) -> String {
         match self {
             SecretSource::Env(var) => format!("environment variable {var}"),
+            SecretSource::File(path) => format!("file {}", path.display()),
         }
     }
 }

@@ -76,7 +76,8 @@ struct RawLimits {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawSecret {
-    env: String,
+    env: Option<String>,
+    file: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -285,11 +286,25 @@ impl RawProvider {
         }
         let mut secrets = BTreeMap::new();
         for (k, v) in &self.secrets {
-            let var = expand(&key(&format!("secrets.{k}.env")), &v.env)?;
-            if var.is_empty() {
-                return Err(at.err(key(&format!("secrets.{k}.env")), "names no variable"));
-            }
-            secrets.insert(k.clone(), SecretSource::Env(var));
+            let source = match (&v.env, &v.file) {
+                (Some(var), None) => {
+                    let var = expand(&key(&format!("secrets.{k}.env")), var)?;
+                    if var.is_empty() {
+                        return Err(at.err(key(&format!("secrets.{k}.env")), "names no variable"));
+                    }
+                    SecretSource::Env(var)
+                }
+                (None, Some(path)) => {
+                    SecretSource::File(base.join(expand(&key(&format!("secrets.{k}.file")), path)?))
+                }
+                _ => {
+                    return Err(at.err(
+                        key(&format!("secrets.{k}")),
+                        "give exactly one source: { env = \"VAR\" } or { file = \"PATH\" }",
+                    ));
+                }
+            };
+            secrets.insert(k.clone(), source);
         }
         let http = self
             .http

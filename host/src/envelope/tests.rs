@@ -176,7 +176,8 @@ proptest! {
         let envelope = Envelope::seal(&dek, context.clone(), key_section(), &plaintext).unwrap();
         let parsed = Envelope::parse(&envelope.to_bytes()).unwrap();
         prop_assert_eq!(parsed.context(), &context);
-        prop_assert_eq!(parsed.open(&dek).unwrap().as_slice(), plaintext.as_slice());
+        let opened = parsed.open(&dek).unwrap();
+        prop_assert_eq!(opened.as_slice(), plaintext.as_slice());
     }
 
     #[test]

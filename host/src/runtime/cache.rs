@@ -56,10 +56,14 @@ impl ComponentCache {
         component_sha256: &str,
     ) -> wasmtime::Result<Component> {
         let path = self.path_for(engine, component_sha256);
-        if self.is_ours(&path) {
+        // Read into memory rather than map the file: a mapped file that is
+        // truncated underneath the process would crash it.
+        if self.is_ours(&path)
+            && let Ok(serialized) = std::fs::read(&path)
+        {
             // SAFETY: the file was written by `store` below, in a directory
             // only this user can write, for this engine's exact configuration.
-            if let Ok(component) = unsafe { Component::deserialize_file(engine, &path) } {
+            if let Ok(component) = unsafe { Component::deserialize(engine, &serialized) } {
                 return Ok(component);
             }
         }
