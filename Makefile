@@ -8,7 +8,7 @@ SHELL := bash
 CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 PLUGIN_DIR := target/$(WASM_TARGET)/plugin
-PLUGINS := env
+PLUGINS := env localstack aws-kms
 FIXTURES := misbehave
 KEYHOST := target/debug/keyhost
 

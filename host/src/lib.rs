@@ -13,6 +13,7 @@ pub mod capabilities;
 pub mod config;
 pub mod envelope;
 mod error;
+pub mod infra;
 mod keyhost;
 pub mod runtime;
 

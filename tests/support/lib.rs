@@ -10,6 +10,8 @@ use std::sync::OnceLock;
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
+pub mod localstack;
+
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -7,12 +7,14 @@
 //! which providers must not retry.
 
 use std::net::IpAddr;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use crate::config::{HttpAuth, HttpGrant, Limits};
 use crate::runtime::HostState;
 use crate::runtime::bindings::http::{Header, Host, HttpError, Request, Response};
 
+use super::http_transport::Transport;
 use super::{AuditEvent, Outcome};
 
 /// Headers only the host may set. A guest-chosen `Host` once let a Spin guest
@@ -54,6 +56,8 @@ pub struct HttpCapability {
     pub grant: HttpGrant,
     max_request_bytes: usize,
     max_response_bytes: usize,
+    /// Built on first use, so that loading a provider does no I/O.
+    transport: OnceLock<Result<Transport, String>>,
 }
 
 /// A request that passed the grant check.
@@ -84,7 +88,15 @@ impl HttpCapability {
             grant,
             max_request_bytes: limits.max_request_bytes,
             max_response_bytes: limits.max_response_bytes,
+            transport: OnceLock::new(),
         })
+    }
+
+    pub(super) fn transport(&self) -> Result<&Transport, String> {
+        self.transport
+            .get_or_init(|| Transport::new(&self.grant))
+            .as_ref()
+            .map_err(Clone::clone)
     }
 
     pub fn max_response_bytes(&self) -> usize {

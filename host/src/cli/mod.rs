@@ -1,6 +1,7 @@
 //! Argument parsing and the commands behind it.
 
 mod crypt;
+mod infra;
 mod io;
 mod providers;
 
@@ -40,6 +41,8 @@ enum Command {
     Inspect(crypt::InspectArgs),
     /// List the profile's providers, their digests, key ids and health.
     Providers(providers::ProvidersArgs),
+    /// Provision the development KMS key, or rotate it.
+    Infra(infra::InfraArgs),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -48,6 +51,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Decrypt(cmd) => cmd.run(&load_profile(&args)?).await,
         Command::Inspect(cmd) => cmd.run(),
         Command::Providers(cmd) => cmd.run(&load_profile(&args)?).await,
+        Command::Infra(cmd) => cmd.run().await,
     }
 }
 

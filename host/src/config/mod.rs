@@ -150,8 +150,30 @@ impl std::fmt::Display for Endpoint {
 pub enum HttpAuth {
     /// No signing: the request goes out as the guest built it.
     None,
-    /// AWS Signature Version 4 with credentials from the default chain.
-    AwsSigV4 { service: String, region: String },
+    /// AWS Signature Version 4, with credentials from aws-config's default
+    /// chain, or fixed ones for an emulator.
+    AwsSigV4 {
+        service: String,
+        region: String,
+        static_credentials: Option<StaticCredentials>,
+    },
+}
+
+/// Fixed credentials for an emulator such as LocalStack, which derives its
+/// account from the access key id. Never for a real AWS account.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticCredentials {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl std::fmt::Debug for StaticCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StaticCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &"<redacted>")
+            .finish()
+    }
 }
 
 /// Reads `file` and resolves the profile `requested` (or `KEYHOST_PROFILE`, or
@@ -180,4 +202,4 @@ pub fn parse(
     raw.resolve(file, requested, env)
 }
 
-pub use substitute::{Lookup, ProcessEnv};
+pub use substitute::{Lookup, ProcessEnv, parse_env_file, set_in_env_file};

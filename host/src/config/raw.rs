@@ -9,7 +9,7 @@ use serde::Deserialize;
 use super::substitute::{EnvFiles, Lookup, expand};
 use super::{
     ConfigError, Endpoint, HttpAuth, HttpGrant, Limits, Profile, ProviderSettings, RuntimeSettings,
-    SecretSource,
+    SecretSource, StaticCredentials,
 };
 
 #[derive(Deserialize)]
@@ -91,11 +91,20 @@ struct RawHttp {
     auth: String,
     service: Option<String>,
     region: Option<String>,
+    /// Emulators only: `{ access_key_id = "...", secret_access_key = "..." }`.
+    static_credentials: Option<RawStaticCredentials>,
     #[serde(default)]
     allowed_targets: Vec<String>,
     connect_timeout_ms: Option<u64>,
     request_timeout_ms: Option<u64>,
     max_retries: Option<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawStaticCredentials {
+    access_key_id: String,
+    secret_access_key: String,
 }
 
 #[derive(Deserialize)]
@@ -349,9 +358,23 @@ impl RawHttp {
                         "aws-sigv4 needs a region, such as \"us-east-1\"",
                     )
                 })?;
+                let static_credentials = match &self.static_credentials {
+                    None => None,
+                    Some(c) => Some(StaticCredentials {
+                        access_key_id: expand(
+                            &field("static_credentials.access_key_id"),
+                            &c.access_key_id,
+                        )?,
+                        secret_access_key: expand(
+                            &field("static_credentials.secret_access_key"),
+                            &c.secret_access_key,
+                        )?,
+                    }),
+                };
                 HttpAuth::AwsSigV4 {
                     service: expand(&field("service"), service)?,
                     region: expand(&field("region"), region)?,
+                    static_credentials,
                 }
             }
             other => {
@@ -365,7 +388,9 @@ impl RawHttp {
         let (endpoint_text, endpoint_key) = match &self.endpoint {
             Some(e) => (expand(&field("endpoint"), e)?, field("endpoint")),
             None => match &auth {
-                HttpAuth::AwsSigV4 { service, region } => {
+                HttpAuth::AwsSigV4 {
+                    service, region, ..
+                } => {
                     let upper = service.to_ascii_uppercase().replace('-', "_");
                     if let Some(url) = env.get(&format!("AWS_ENDPOINT_URL_{upper}")) {
                         (url, format!("AWS_ENDPOINT_URL_{upper}"))

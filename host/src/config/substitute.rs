@@ -76,7 +76,8 @@ pub fn parse_env_file(text: &str) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Replaces every `${NAME}` in `value`. Errors say which variable is missing.
+/// Replaces every `${NAME}` (or `${NAME:-default}`) in `value`. Errors say
+/// which variable is missing.
 pub fn expand(value: &str, env: &dyn Lookup, files: &EnvFiles) -> Result<String, String> {
     let mut out = String::with_capacity(value.len());
     let mut rest = value;
@@ -86,13 +87,17 @@ pub fn expand(value: &str, env: &dyn Lookup, files: &EnvFiles) -> Result<String,
         let end = after
             .find('}')
             .ok_or_else(|| format!("{value:?} has an unclosed ${{"))?;
-        let name = &after[..end];
+        let (name, default) = match after[..end].split_once(":-") {
+            Some((name, default)) => (name, Some(default)),
+            None => (&after[..end], None),
+        };
         if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(format!("${{{name}}} is not a variable name"));
         }
         let resolved = env
             .get(name)
             .or_else(|| files.get(name).map(str::to_owned))
+            .or_else(|| default.map(str::to_owned))
             .ok_or_else(|| {
                 format!("${{{name}}} is not set in the environment or in any env file")
             })?;
@@ -145,6 +150,16 @@ mod tests {
             .insert("A".into(), ("from-file".into(), "f".into()));
         files.values.insert("B".into(), ("b".into(), "f".into()));
         assert_eq!(expand("${A}/${B}", &env, &files).unwrap(), "from-env/b");
+    }
+
+    #[test]
+    fn a_default_applies_only_when_the_variable_is_unset() {
+        let env = BTreeMap::from([("SET".to_string(), "v".to_string())]);
+        let files = EnvFiles::default();
+        assert_eq!(
+            expand("${SET:-d}|${UNSET:-http://127.0.0.1:4566}", &env, &files).unwrap(),
+            "v|http://127.0.0.1:4566"
+        );
     }
 
     #[test]
