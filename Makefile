@@ -36,7 +36,7 @@ plugins: wasm-target
 build: plugins
 	$(CARGO) build -p keyhost
 
-demo: build
+demo: build services-up
 	@scripts/demo.sh
 
 services-up:
