@@ -15,6 +15,7 @@ pub mod envelope;
 mod error;
 pub mod infra;
 mod keyhost;
+pub mod migrate;
 pub mod runtime;
 
 pub use error::Error;

@@ -298,7 +298,9 @@ async fn send_once(
             })
         })
         .collect();
-    let mut body = Vec::new();
+    // Sized once from Content-Length, so the body (which may hold a wrapped
+    // or plaintext data key) is not copied around by reallocation.
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0) as usize);
     while let Some(chunk) = response
         .chunk()
         .await

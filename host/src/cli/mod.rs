@@ -3,6 +3,7 @@
 mod crypt;
 mod infra;
 mod io;
+mod migrate;
 mod providers;
 
 use std::path::PathBuf;
@@ -43,6 +44,10 @@ enum Command {
     Providers(providers::ProvidersArgs),
     /// Provision the development KMS key, or rotate it.
     Infra(infra::InfraArgs),
+    /// Rewrap data keys to another provider or key (Phase 3), ballots untouched.
+    Rewrap(migrate::RewrapArgs),
+    /// Count envelopes by provider and key id.
+    Scan(migrate::ScanArgs),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -52,6 +57,8 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Inspect(cmd) => cmd.run(),
         Command::Providers(cmd) => cmd.run(&load_profile(&args)?).await,
         Command::Infra(cmd) => cmd.run().await,
+        Command::Rewrap(cmd) => cmd.run(&load_profile(&args)?).await,
+        Command::Scan(cmd) => cmd.run(&load_profile(&args)?).await,
     }
 }
 

@@ -228,6 +228,12 @@ impl Provider {
         self.pre.instance_pre().component()
     }
 
+    /// Whether the provider may reach the network (its calls count against
+    /// KMS request quotas).
+    pub fn has_http_grant(&self) -> bool {
+        self.grants.http.is_some()
+    }
+
     pub fn instance_policy(&self) -> InstancePolicy {
         self.policy
     }
