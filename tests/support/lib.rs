@@ -11,6 +11,7 @@ use base64::Engine as _;
 use sha2::{Digest, Sha256};
 
 pub mod localstack;
+pub mod postgres;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {

@@ -132,9 +132,39 @@ impl LocalStack {
         )
     }
 
+    /// Freezes the emulator (SIGSTOP), as a hung service would look: requests
+    /// connect but get no answer. Host mode only.
+    pub fn pause(&self) {
+        self.signal("-STOP");
+    }
+
+    /// Lets a paused emulator run again.
+    pub fn resume(&self) {
+        self.signal("-CONT");
+    }
+
+    fn signal(&self, signal: &str) {
+        let child = self
+            .process
+            .as_ref()
+            .expect("pause and resume need a host-mode LocalStack");
+        let status = Command::new("kill")
+            .args([signal, &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    pub fn is_container(&self) -> bool {
+        self.container.is_some()
+    }
+
     /// Stops the instance now, as a crash or an outage would.
     pub fn stop(&mut self) {
         if let Some(mut child) = self.process.take() {
+            let _ = Command::new("kill")
+                .args(["-CONT", &child.id().to_string()])
+                .status();
             let _ = child.kill();
             let _ = child.wait();
         }

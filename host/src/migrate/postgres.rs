@@ -119,13 +119,14 @@ impl Table {
         };
         let (id, env) = (quote(&spec.id_column), quote(&spec.envelope_column));
         // Ids travel as text and are cast back, so any orderable id type works.
+        // The text is aliased so that ORDER BY sorts by the column's own type.
         let cast = format!("$1::text::{}", sql_type(&id_type));
         Ok(Self {
             select_first: format!(
-                "SELECT {id}::text, {env} FROM {t} ORDER BY {id} LIMIT $1 FOR UPDATE SKIP LOCKED"
+                "SELECT {id}::text AS keyhost_id, {env} FROM {t} ORDER BY {id} LIMIT $1 FOR UPDATE SKIP LOCKED"
             ),
             select_after: format!(
-                "SELECT {id}::text, {env} FROM {t} WHERE {id} > {cast} ORDER BY {id} LIMIT $2 FOR UPDATE SKIP LOCKED"
+                "SELECT {id}::text AS keyhost_id, {env} FROM {t} WHERE {id} > {cast} ORDER BY {id} LIMIT $2 FOR UPDATE SKIP LOCKED"
             ),
             update: format!("UPDATE {t} SET {env} = $3 WHERE {id} = {cast} AND {env} = $2"),
             count: format!("SELECT count(*) FROM {t}"),
