@@ -9,7 +9,7 @@ CARGO ?= cargo
 WASM_TARGET := wasm32-wasip2
 PLUGIN_DIR := target/$(WASM_TARGET)/plugin
 PLUGINS := env localstack aws-kms
-FIXTURES := misbehave
+FIXTURES := misbehave unknown-import
 KEYHOST := target/debug/keyhost
 
 .PHONY: help demo test build plugins wasm-target services-up services-down bench fmt lint clean

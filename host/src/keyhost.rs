@@ -25,7 +25,7 @@ impl Keyhost {
     /// envelopes of other providers.
     pub fn open(profile: &Profile) -> Result<Self, Error> {
         let audit = match &profile.runtime.audit_log {
-            Some(path) => Audit::open(path)?,
+            Some(path) => Audit::open_with(path, profile.runtime.audit_failure)?,
             None => Audit::disabled(),
         };
         let max_memory = profile

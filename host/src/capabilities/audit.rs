@@ -110,11 +110,23 @@ pub fn context_digest(context: &EncryptionContext) -> String {
     hex::encode(hash.finalize())
 }
 
+/// What to do when an event cannot be written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailurePolicy {
+    /// Refuse the operation, as Vault does when no audit device can record it.
+    #[default]
+    FailClosed,
+    /// Warn on stderr and let the operation stand.
+    Continue,
+}
+
 /// A handle to the audit log. Cheap to clone; with no file configured,
 /// events go nowhere.
 #[derive(Clone, Default)]
 pub struct Audit {
     inner: Option<Arc<Mutex<Writer>>>,
+    policy: FailurePolicy,
 }
 
 struct Writer {
@@ -132,6 +144,10 @@ impl Audit {
 
     /// Opens (or creates) the log at `path` and continues its chain.
     pub fn open(path: &Path) -> Result<Self, AuditError> {
+        Self::open_with(path, FailurePolicy::FailClosed)
+    }
+
+    pub fn open_with(path: &Path, policy: FailurePolicy) -> Result<Self, AuditError> {
         let read_err = |source| AuditError::Read {
             path: path.to_owned(),
             source,
@@ -165,6 +181,7 @@ impl Audit {
                 seq,
                 prev,
             }))),
+            policy,
         })
     }
 
@@ -190,12 +207,19 @@ impl Audit {
         let hash = line_hash(&text);
         text.push('\n');
         let Writer { file, path, .. } = &mut *writer;
-        file.write_all(text.as_bytes())
-            .and_then(|()| file.flush())
-            .map_err(|source| AuditError::Write {
+        if let Err(source) = file.write_all(text.as_bytes()).and_then(|()| file.flush()) {
+            let error = AuditError::Write {
                 path: path.clone(),
                 source,
-            })?;
+            };
+            return match self.policy {
+                FailurePolicy::FailClosed => Err(error),
+                FailurePolicy::Continue => {
+                    eprintln!("keyhost: warning: {error}");
+                    Ok(())
+                }
+            };
+        }
         writer.seq += 1;
         writer.prev = hash;
         Ok(())
@@ -384,6 +408,19 @@ mod tests {
         let text = std::fs::read_to_string(&path).unwrap();
         assert!(!text.contains("b-secretive-17"));
         assert!(text.contains(&context_digest(&context)));
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn an_unwritable_log_fails_closed_unless_configured_to_continue() {
+        // /dev/full accepts the open and refuses every write.
+        let closed = Audit::open_with(Path::new("/dev/full"), FailurePolicy::FailClosed).unwrap();
+        assert!(matches!(
+            closed.record(event("wrap")),
+            Err(AuditError::Write { .. })
+        ));
+        let open = Audit::open_with(Path::new("/dev/full"), FailurePolicy::Continue).unwrap();
+        assert!(open.record(event("wrap")).is_ok());
     }
 
     #[test]

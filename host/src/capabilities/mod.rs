@@ -12,7 +12,7 @@ mod secrets;
 
 use std::collections::BTreeMap;
 
-pub use audit::{Audit, AuditError, AuditEvent, Outcome};
+pub use audit::{Audit, AuditError, AuditEvent, FailurePolicy, Outcome};
 
 use crate::config::{Limits, ProviderSettings, SecretSource};
 

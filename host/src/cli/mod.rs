@@ -1,5 +1,6 @@
 //! Argument parsing and the commands behind it.
 
+mod audit;
 mod crypt;
 mod infra;
 mod io;
@@ -48,6 +49,8 @@ enum Command {
     Rewrap(migrate::RewrapArgs),
     /// Count envelopes by provider and key id.
     Scan(migrate::ScanArgs),
+    /// Check the audit log.
+    Audit(audit::AuditArgs),
 }
 
 pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
@@ -59,6 +62,7 @@ pub async fn run(args: Args) -> anyhow::Result<ExitCode> {
         Command::Infra(cmd) => cmd.run().await,
         Command::Rewrap(cmd) => cmd.run(&load_profile(&args)?).await,
         Command::Scan(cmd) => cmd.run(&load_profile(&args)?).await,
+        Command::Audit(cmd) => cmd.run(),
     }
 }
 

@@ -58,6 +58,8 @@ pub struct RuntimeSettings {
     pub cache_dir: Option<PathBuf>,
     /// Where audit events go, one JSON line each; none keeps no audit file.
     pub audit_log: Option<PathBuf>,
+    /// What happens to an operation whose event cannot be written.
+    pub audit_failure: crate::capabilities::FailurePolicy,
 }
 
 #[derive(Debug, Clone)]

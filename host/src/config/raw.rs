@@ -31,6 +31,8 @@ pub(super) struct File {
 struct RawRuntime {
     cache_dir: Option<String>,
     audit_log: Option<String>,
+    #[serde(default)]
+    audit_failure: crate::capabilities::FailurePolicy,
 }
 
 #[derive(Deserialize)]
@@ -206,6 +208,7 @@ impl File {
                 .as_deref()
                 .map(|p| expand_at("runtime.audit_log", p).map(|p| base.join(p)))
                 .transpose()?,
+            audit_failure: self.runtime.audit_failure,
         };
 
         Ok(Profile {
