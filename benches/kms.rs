@@ -33,6 +33,8 @@
 //! - `KMS_BENCH_CALLS` (default 400): calls per path, op and concurrency
 //! - `KMS_BENCH_ROUNDS` (default 8): rounds the calls are split into
 //! - `KMS_BENCH_AUDIT=1`: add `plugin-fresh-audit`
+//! - `KMS_BENCH_PATHS` (default all): a comma-separated subset of the paths,
+//!   for profiling one of them
 //!
 //! Prints one JSON line per variant and a final `keyhost-kms-summary` line
 //! with plugin/native ratios. `cargo bench -p keyhost --bench kms`;
@@ -264,6 +266,13 @@ async fn run() -> i32 {
     ];
     if with_audit {
         paths.push(Path::PluginFreshAudit);
+    }
+    // For profiling one path: KMS_BENCH_PATHS=plugin-fresh,native
+    if let Ok(only) = std::env::var("KMS_BENCH_PATHS")
+        && !only.is_empty()
+    {
+        let wanted: Vec<&str> = only.split(',').map(str::trim).collect();
+        paths.retain(|p| wanted.contains(&p.name()));
     }
     let mut variants = Vec::new();
     for &concurrency in &CONCURRENCIES {
@@ -732,11 +741,13 @@ fn summary(results: &[(Variant, Value)], paths: &[Path], mut head: Value) -> Val
     for &path in paths.iter().filter(|p| **p != Path::Native) {
         for &c in &CONCURRENCIES {
             let mut both = [0.0f64; 4]; // mean sums and cpu sums: this, native
+            let mut found = 0;
             for &op in &[Op::Wrap, Op::Unwrap] {
                 let (Some(this), Some(native)) = (get(path, op, c), get(Path::Native, op, c))
                 else {
                     continue;
                 };
+                found += 1;
                 both[0] += f(this, "mean_ms");
                 both[1] += f(native, "mean_ms");
                 both[2] += f(this, "client_cpu_us_per_call");
@@ -752,6 +763,9 @@ fn summary(results: &[(Variant, Value)], paths: &[Path], mut head: Value) -> Val
                     "cpu_us_per_call": f(this, "client_cpu_us_per_call"),
                     "native_cpu_us_per_call": f(native, "client_cpu_us_per_call"),
                 }));
+            }
+            if found < 2 {
+                continue;
             }
             ratios.push(json!({
                 "path": path.name(),
