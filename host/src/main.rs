@@ -20,9 +20,25 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::run(args)) {
         Ok(code) => code,
         Err(err) => {
-            // One line: the error and its causes, outermost first.
-            eprintln!("keyhost: error: {}", format!("{err:#}").replace('\n', " "));
+            eprintln!("keyhost: error: {}", one_line(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and those of its causes that its message does not already
+/// spell out, outermost first, on one line.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line.replace('\n', " ")
 }

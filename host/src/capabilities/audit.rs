@@ -232,6 +232,10 @@ fn line_hash(line: &str) -> String {
 
 /// The last complete line of `file`, reading at most its last 64 KiB.
 fn last_line(file: &mut File) -> std::io::Result<Option<String>> {
+    // A device or pipe has no last line to continue from.
+    if !file.metadata()?.is_file() {
+        return Ok(None);
+    }
     let len = file.seek(SeekFrom::End(0))?;
     let start = len.saturating_sub(64 * 1024);
     file.seek(SeekFrom::Start(start))?;

@@ -247,7 +247,8 @@ fn is_retryable_status(response: &Response) -> bool {
                 .any(|w| w == b"ThrottlingException"))
 }
 
-/// Full jitter over an exponential step: 25 ms, 50 ms, 100 ms ... at most 1 s.
+/// Jittered exponential backoff: attempt n waits between half and all of
+/// 25 ms × 2^n, at most 1 s.
 fn backoff(attempt: u32) -> Duration {
     let ceiling = (25u64 << attempt.min(6)).min(1000);
     Duration::from_millis(rand::thread_rng().gen_range(ceiling / 2..=ceiling))

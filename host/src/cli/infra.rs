@@ -11,7 +11,7 @@ use keyhost::infra::{self, DEFAULT_ALIAS, KEY_ID_VAR, KmsTarget};
 pub struct InfraArgs {
     #[command(subcommand)]
     command: InfraCommand,
-    /// KMS endpoint (default: AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL, then LocalStack on 127.0.0.1:4566).
+    /// KMS endpoint (default: LOCALSTACK_ENDPOINT, AWS_ENDPOINT_URL_KMS, AWS_ENDPOINT_URL, then LocalStack on 127.0.0.1:4566).
     #[arg(long, global = true)]
     endpoint: Option<String>,
     /// AWS region.
@@ -52,6 +52,7 @@ impl InfraArgs {
         let endpoint = self
             .endpoint
             .clone()
+            .or_else(|| std::env::var("LOCALSTACK_ENDPOINT").ok())
             .or_else(|| std::env::var("AWS_ENDPOINT_URL_KMS").ok())
             .or_else(|| std::env::var("AWS_ENDPOINT_URL").ok())
             .unwrap_or_else(|| "http://127.0.0.1:4566".into());

@@ -41,7 +41,7 @@ pub enum LoadError {
         source: std::io::Error,
     },
     #[error(
-        "component {} for provider {provider} has sha256 {actual}, but keyhost.toml pins {expected}; \
+        "component {} for provider {provider} has sha256 {actual}, but the configuration pins {expected}; \
          refusing to load it. If you rebuilt or upgraded the plugin on purpose, put the new digest in \
          providers.{provider}.sha256 (`make plugins` refreshes the pins of the bundled plugins)",
         path.display()

@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{OnceCell, Semaphore};
 use wasmtime::component::Component;
 use wasmtime::{Engine, Store, Trap};
+use zeroize::Zeroizing;
 
 use super::EPOCH_TICK;
 use super::bindings::{self, ProviderError, ProviderPlugin, ProviderPluginPre, WitWrappedKey};
@@ -167,9 +168,10 @@ enum Request<'a> {
 
 enum Reply {
     Description(bindings::WitDescription),
-    DataKey(bindings::WitDataKey),
+    /// The plaintext DEK, wiped on drop, and its wrapped form.
+    DataKey(Zeroizing<Vec<u8>>, WitWrappedKey),
     Wrapped(WitWrappedKey),
-    Plaintext(Vec<u8>),
+    Plaintext(Zeroizing<Vec<u8>>),
 }
 
 struct Warm {
@@ -266,10 +268,10 @@ impl Provider {
             .call(Request::GenerateDataKey(&entries), Some(context), None)
             .await?
         {
-            Reply::DataKey(key) => {
-                let dek = DataKey::from_vec(key.plaintext)
+            Reply::DataKey(mut plaintext, wrapped) => {
+                let dek = DataKey::from_vec(std::mem::take(&mut *plaintext))
                     .map_err(|e| CallError::BadReply(e.to_string()))?;
-                Ok((dek, checked_wrapped(key.wrapped)?))
+                Ok((dek, checked_wrapped(wrapped)?))
             }
             _ => unreachable!("generate-data-key answers with a data key"),
         }
@@ -304,9 +306,8 @@ impl Provider {
             )
             .await?
         {
-            Reply::Plaintext(bytes) => {
-                DataKey::from_vec(bytes).map_err(|e| CallError::BadReply(e.to_string()))
-            }
+            Reply::Plaintext(mut bytes) => DataKey::from_vec(std::mem::take(&mut *bytes))
+                .map_err(|e| CallError::BadReply(e.to_string())),
             _ => unreachable!("unwrap answers with plaintext"),
         }
     }
@@ -361,7 +362,7 @@ impl Provider {
         }
         event.key_id = match &result {
             Ok(Reply::Wrapped(w)) => Some(w.key_id.clone()),
-            Ok(Reply::DataKey(k)) => Some(k.wrapped.key_id.clone()),
+            Ok(Reply::DataKey(_, wrapped)) => Some(wrapped.key_id.clone()),
             Ok(Reply::Description(d)) => Some(d.key_id.clone()),
             _ => key_id.map(str::to_owned),
         };
@@ -375,6 +376,7 @@ impl Provider {
 
     /// Runs one request on an instance and decides the instance's fate.
     async fn run(&self, request: Request<'_>) -> Result<Reply, CallError> {
+        let operation = request.operation();
         let warm = match self.policy {
             InstancePolicy::Reuse => self.warm.lock().unwrap_or_else(|p| p.into_inner()).pop(),
             InstancePolicy::Fresh => None,
@@ -424,6 +426,13 @@ impl Provider {
             Ok(Ok(Err(provider_error))) => Err(CallError::from(provider_error)),
             Ok(Ok(Ok(reply))) => Ok(reply),
         };
+        let dropped = instance.store.data().log_dropped;
+        if dropped > 0 {
+            eprintln!(
+                "keyhost: provider {}: {dropped} log lines of one {} were dropped (limits.log_lines_per_call)",
+                self.name, operation
+            );
+        }
         if instance.store.data().audit_failed {
             return Err(CallError::AuditUnavailable(
                 "an http call of this operation could not be written to the audit log".into(),
@@ -490,7 +499,7 @@ async fn invoke(
         Request::GenerateDataKey(context) => api
             .call_generate_data_key(store, context)
             .await?
-            .map(Reply::DataKey),
+            .map(|key| Reply::DataKey(Zeroizing::new(key.plaintext), key.wrapped)),
         Request::Wrap(dek, context) => api
             .call_wrap(store, dek.expose(), context)
             .await?
@@ -502,7 +511,7 @@ async fn invoke(
             };
             api.call_unwrap(store, &wit, context)
                 .await?
-                .map(Reply::Plaintext)
+                .map(|plaintext| Reply::Plaintext(Zeroizing::new(plaintext)))
         }
         Request::ReEncrypt(wrapped, context, destination) => {
             let wit = WitWrappedKey {

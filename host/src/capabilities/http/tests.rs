@@ -14,6 +14,7 @@ fn kms_grant() -> HttpCapability {
             auth: HttpAuth::AwsSigV4 {
                 service: "kms".into(),
                 region: "us-east-1".into(),
+                static_credentials: None,
             },
             allowed_targets: vec!["TrentService.Encrypt".into(), "TrentService.Decrypt".into()],
             connect_timeout: Duration::from_secs(1),
