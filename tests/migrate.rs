@@ -324,7 +324,7 @@ async fn a_rewrap_killed_at_several_points_resumes_and_loses_nothing() {
 
 #[tokio::test]
 async fn a_kms_outage_mid_run_fails_rows_cleanly_and_a_rerun_completes() {
-    let m = Migration::start_with_grant_timeouts(500, 0).await;
+    let mut m = Migration::start_with_grant_timeouts(500, 0).await;
     if m.localstack.is_container() {
         return; // Pausing needs the host-mode emulator's process.
     }
@@ -368,21 +368,31 @@ async fn a_kms_outage_mid_run_fails_rows_cleanly_and_a_rerun_completes() {
         summary.failed
     );
 
-    let rewrapper = Arc::new(
-        Rewrapper::new(keyhost, "localstack", options)
+    // Once KMS answers again, reruns finish the job. An operator reruns
+    // until nothing fails; requests queued during the outage may still time
+    // out on the first try.
+    m.localstack.wait_until_ready(Duration::from_secs(60));
+    let mut rewrapped = summary.rewrapped;
+    let mut failures = summary.failed.len();
+    for _ in 0..3 {
+        let rewrapper = Arc::new(
+            Rewrapper::new(keyhost.clone(), "localstack", options.clone())
+                .await
+                .unwrap(),
+        );
+        let mut table = Table::open(&spec).await.unwrap();
+        let rerun = table
+            .rewrap(rewrapper, &Progress::new(None, true))
             .await
-            .unwrap(),
-    );
-    let mut table = Table::open(&spec).await.unwrap();
-    let rerun = table
-        .rewrap(rewrapper, &Progress::new(None, true))
-        .await
-        .unwrap();
-    assert!(rerun.failed.is_empty(), "{:?}", rerun.failed);
-    assert_eq!(
-        rerun.rewrapped,
-        summary.failed.len() as u64 + (120 - summary.processed())
-    );
+            .unwrap();
+        rewrapped += rerun.rewrapped;
+        failures = rerun.failed.len();
+        if failures == 0 {
+            break;
+        }
+    }
+    assert_eq!(failures, 0, "reruns after the outage complete");
+    assert_eq!(rewrapped, 120, "every row is rewrapped once over the runs");
     m.assert_all_on_kms(&schema, &ballots).await;
 }
 

@@ -173,7 +173,7 @@ impl LocalStack {
         }
     }
 
-    fn wait_until_ready(&mut self, timeout: Duration) {
+    pub fn wait_until_ready(&mut self, timeout: Duration) {
         let started = Instant::now();
         while started.elapsed() < timeout {
             if let Some(child) = &mut self.process

@@ -257,21 +257,7 @@ fn any_profile() -> impl Strategy<Value = Option<String>> {
 /// holds only what resolution promises.
 fn parse_and_check(text: &str, profile: Option<&str>) -> Result<(), TestCaseError> {
     let file = Path::new(PROP_FILE);
-    let r = parse(file, text, profile, &prop_env());
-    eprintln!(
-        "OUTCOME {}",
-        match &r {
-            Ok(_) => "ok".to_string(),
-            Err(ConfigError::Syntax { message, .. }) =>
-                format!("syntax {}", &message[message.find('^').unwrap_or(0)..]),
-            Err(ConfigError::Invalid { key, problem, .. }) => format!(
-                "invalid {key} {}",
-                problem.chars().take(30).collect::<String>()
-            ),
-            Err(_) => "other".into(),
-        }
-    );
-    match r {
+    match parse(file, text, profile, &prop_env()) {
         Err(err) => {
             let message = err.to_string();
             prop_assert!(
@@ -468,14 +454,25 @@ fn string_list(values: &'static [&'static str]) -> BoxedStrategy<String> {
         .boxed()
 }
 
+/// Mostly one of `good`, sometimes one of `bad`.
+fn good_or_bad(
+    good: &'static [&'static str],
+    bad: &'static [&'static str],
+) -> BoxedStrategy<String> {
+    prop_oneof![6 => strings(good), 1 => strings(bad)].boxed()
+}
+
 fn ints(low: i64, high: i64) -> BoxedStrategy<String> {
-    prop_oneof![9 => low..=high, 1 => Just(0)]
+    prop_oneof![30 => low..=high, 1 => Just(0)]
         .prop_map(|n| n.to_string())
         .boxed()
 }
 
 const PROVIDER_NAMES: &[&str] = &["env", "localstack", "Env", "a.b", ""];
 const GOOD_PROVIDER_NAMES: &[&str] = &["env", "localstack"];
+/// Stand for the generated config's own provider and profile names.
+const THIS_PROVIDER: &str = "@provider";
+const THIS_PROFILE: &str = "@profile";
 const PROFILE_NAMES: &[&str] = &["dev", "legacy", "prod"];
 const PATHS: &[&str] = &[
     "dist/plugins/env.wasm",
@@ -483,16 +480,19 @@ const PATHS: &[&str] = &[
     "../../component.wasm",
     "${UNSET:-.keyhost/cache}",
     "${KMS_KEY_ID}",
-    "${UNSET}",
-    "${",
     "",
 ];
+const BAD_PATHS: &[&str] = &["${UNSET}", "${", "${}", "${A B}"];
 const ENDPOINTS: &[&str] = &[
     "http://127.0.0.1:4566",
     "https://kms.us-east-1.amazonaws.com",
     "https://[::1]:8443/",
+    "HTTPS://KMS.EXAMPLE:1",
     "https://[fe80::1]",
     "https://169.254.169.254",
+    "${UNSET:-http://127.0.0.1:4566}",
+];
+const BAD_ENDPOINTS: &[&str] = &[
     "https://user@host",
     "https://host/path",
     "https://host:0",
@@ -502,7 +502,6 @@ const ENDPOINTS: &[&str] = &[
     "https://",
     "ftp://host",
     "host",
-    "${UNSET:-http://127.0.0.1:4566}",
     "${UNSET}",
 ];
 const TARGETS: &[&str] = &[
@@ -518,28 +517,35 @@ type Key = (&'static str, fn() -> BoxedStrategy<String>);
 /// The keys of a generated config, in template order, each with the values
 /// that suit it (which still include the edge cases resolution must catch).
 const TEMPLATE: &[Key] = &[
-    ("default_profile", || strings(PROFILE_NAMES)),
+    ("default_profile", || {
+        prop_oneof![3 => Just(toml_string(THIS_PROFILE)), 1 => strings(PROFILE_NAMES)].boxed()
+    }),
     ("env_files", || {
         string_list(&[".env.local", "dist/plugins/digests.env"])
     }),
-    ("runtime.cache_dir", || strings(PATHS)),
-    ("runtime.audit_log", || strings(PATHS)),
+    ("runtime.cache_dir", || good_or_bad(PATHS, BAD_PATHS)),
+    ("runtime.audit_log", || good_or_bad(PATHS, BAD_PATHS)),
     ("runtime.audit_failure", || {
         strings(&["fail-closed", "continue"])
     }),
-    ("component", || strings(PATHS)),
+    ("component", || good_or_bad(PATHS, BAD_PATHS)),
     ("sha256", || {
-        strings(&[
-            DIGEST,
-            "0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F0",
-            "${KEYHOST_SHA256_ENV}",
-            "${UNSET:-abc}",
-            "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f",
-            "g0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f",
-        ])
+        good_or_bad(
+            &[
+                DIGEST,
+                "0F1E2D3C4B5A69788796A5B4C3D2E1F00F1E2D3C4B5A69788796A5B4C3D2E1F0",
+                "${KEYHOST_SHA256_ENV}",
+            ],
+            &[
+                "${UNSET:-abc}",
+                "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f",
+                "g0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f",
+                "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1fé",
+            ],
+        )
     }),
     ("instances", || strings(&["fresh", "reuse"])),
-    ("limits.memory_mib", || ints(1, 5000)),
+    ("limits.memory_mib", || ints(1, 4100)),
     ("limits.deadline_ms", || ints(1, 100_000)),
     ("limits.max_instances", || ints(1, 100)),
     ("limits.max_request_kib", || ints(1, 1024)),
@@ -551,12 +557,14 @@ const TEMPLATE: &[Key] = &[
     ("secrets.master-key.env", || {
         strings(&["OPONN_MASTER_KEY", "${UNSET:-}", "${KMS_KEY_ID}"])
     }),
-    ("secrets.master-key.file", || strings(PATHS)),
-    ("http.endpoint", || strings(ENDPOINTS)),
+    ("secrets.master-key.file", || good_or_bad(PATHS, BAD_PATHS)),
+    ("http.endpoint", || good_or_bad(ENDPOINTS, BAD_ENDPOINTS)),
     ("http.allow_plain_http", || {
         any::<bool>().prop_map(|b| b.to_string()).boxed()
     }),
-    ("http.auth", || strings(&["aws-sigv4", "none", "AWS-SIGV4"])),
+    ("http.auth", || {
+        good_or_bad(&["aws-sigv4", "none"], &["AWS-SIGV4", ""])
+    }),
     ("http.service", || {
         strings(&["kms", "kms-fips", "${UNSET:-kms}"])
     }),
@@ -573,26 +581,40 @@ const TEMPLATE: &[Key] = &[
     ("http.connect_timeout_ms", || ints(1, 10_000)),
     ("http.request_timeout_ms", || ints(1, 10_000)),
     ("http.max_retries", || ints(0, 20)),
-    ("profile.encrypt", || strings(PROVIDER_NAMES)),
-    ("profile.decrypt_only", || string_list(PROVIDER_NAMES)),
+    ("profile.encrypt", || {
+        prop_oneof![6 => Just(toml_string(THIS_PROVIDER)), 1 => strings(PROVIDER_NAMES)].boxed()
+    }),
+    ("profile.decrypt_only", || {
+        prop_oneof![3 => Just("[]".to_owned()), 1 => string_list(PROVIDER_NAMES)].boxed()
+    }),
 ];
 
 /// A config built key by key from [`TEMPLATE`]: most keys right for their
 /// place so that most configs get past the TOML layer, a few wrong in type or
 /// value, some left out.
-fn generated_config() -> impl Strategy<Value = String> {
+/// Comes with the profile to ask for: the one it defines, mostly, or none
+/// (then `default_profile` decides), or one it may not define.
+fn generated_config() -> impl Strategy<Value = (String, Option<String>)> {
     let values: Vec<BoxedStrategy<Option<String>>> = TEMPLATE
         .iter()
         .map(|(_, good)| {
             let value = prop_oneof![40 => good(), 1 => any_value()];
-            prop::option::weighted(0.9, value).boxed()
+            prop::option::weighted(0.95, value).boxed()
         })
         .collect();
     let provider = prop_oneof![9 => select(GOOD_PROVIDER_NAMES), 1 => select(PROVIDER_NAMES)];
     let profile = select(PROFILE_NAMES);
-    let switches = (any::<bool>(), any::<bool>(), any::<bool>(), any::<bool>());
-    (values, provider, profile, switches).prop_map(
-        |(values, provider, profile, (with_http, with_credentials, secret_env, secret_file))| {
+    let requested = prop_oneof![
+        6 => Just(Requested::Defined),
+        2 => Just(Requested::Default),
+        1 => select(PROFILE_NAMES).prop_map(Requested::Named),
+    ];
+    // Which optional parts appear; a secret names one source, rarely both.
+    let switches = (any::<bool>(), any::<bool>(), 0u8..10);
+    (values, provider, profile, requested, switches).prop_map(
+        |(values, provider, profile, requested, switches)| {
+            let (with_http, with_credentials, secret) = switches;
+            let (secret_env, secret_file) = (secret < 5 || secret == 9, secret >= 5);
             let mut sections: BTreeMap<&str, Vec<String>> = BTreeMap::new();
             for ((key, _), value) in TEMPLATE.iter().zip(values) {
                 let Some(value) = value else { continue };
@@ -613,12 +635,20 @@ fn generated_config() -> impl Strategy<Value = String> {
                 }
             }
             let provider = toml_string(provider);
+            let profile_name = toml_string(profile);
+            for lines in sections.values_mut() {
+                for line in lines.iter_mut() {
+                    *line = line
+                        .replace(&toml_string(THIS_PROVIDER), &provider)
+                        .replace(&toml_string(THIS_PROFILE), &profile_name);
+                }
+            }
             let headers = [
                 ("", String::new()),
                 ("runtime", "[runtime]\n".to_owned()),
                 ("provider", format!("[providers.{provider}]\n")),
                 ("http", format!("[providers.{provider}.http]\n")),
-                ("profile", format!("[profiles.{}]\n", toml_string(profile))),
+                ("profile", format!("[profiles.{profile_name}]\n")),
             ];
             let mut text = String::new();
             for (section, header) in headers {
@@ -630,9 +660,21 @@ fn generated_config() -> impl Strategy<Value = String> {
                     }
                 }
             }
-            text
+            let requested = match requested {
+                Requested::Defined => Some(profile.to_owned()),
+                Requested::Default => None,
+                Requested::Named(name) => Some(name.to_owned()),
+            };
+            (text, requested)
         },
     )
+}
+
+#[derive(Clone, Debug)]
+enum Requested {
+    Defined,
+    Default,
+    Named(&'static str),
 }
 
 /// One change to the bytes of a valid config.
@@ -800,6 +842,9 @@ fn apply_line_edits(text: &str, edits: &[LineEdit]) -> String {
 }
 
 proptest! {
+    // Each case takes microseconds; more cases reach more of the edges.
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
     #[test]
     fn parsing_arbitrary_text_never_panics_and_every_error_names_the_file(
         text in any::<String>(),
@@ -810,8 +855,7 @@ proptest! {
 
     #[test]
     fn parsing_configs_built_key_by_key_never_panics_and_every_error_names_the_file(
-        text in generated_config(),
-        profile in any_profile(),
+        (text, profile) in generated_config(),
     ) {
         parse_and_check(&text, profile.as_deref())?;
     }
