@@ -21,13 +21,10 @@ fn keyhost_with(policy: &str, dir: &std::path::Path) -> Keyhost {
     let component = root.join("dist/plugins/env.wasm");
     let bytes = std::fs::read(&component).expect("dist/plugins/env.wasm: run `make plugins`");
     let digest = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes));
-    let key_file = dir.join("master.key");
-    let mut key = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut key);
-    std::fs::write(&key_file, hex::encode(key)).unwrap();
+    // The master key comes from the environment, as in Oponn.
     let toml = format!(
         "[providers.env]\ncomponent = {component:?}\nsha256 = \"{digest}\"\ninstances = \"{policy}\"\n\
-         secrets.master-key = {{ file = {key_file:?} }}\n[profiles.bench]\nencrypt = \"env\"\n"
+         secrets.master-key = {{ env = \"KEYHOST_BENCH_MASTER_KEY\" }}\n[profiles.bench]\nencrypt = \"env\"\n"
     );
     let file = dir.join("keyhost.toml");
     std::fs::write(&file, &toml).unwrap();
@@ -35,6 +32,10 @@ fn keyhost_with(policy: &str, dir: &std::path::Path) -> Keyhost {
 }
 
 fn envelopes(c: &mut Criterion) {
+    let mut key = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut key);
+    // SAFETY: set before any runtime or engine thread of this process starts.
+    unsafe { std::env::set_var("KEYHOST_BENCH_MASTER_KEY", hex::encode(key)) };
     let mut ballot = vec![0u8; BALLOT_BYTES];
     rand::rngs::OsRng.fill_bytes(&mut ballot);
     let context =

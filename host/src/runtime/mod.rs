@@ -28,7 +28,7 @@ use crate::capabilities::{Audit, Grants};
 use crate::config::{ProviderSettings, RuntimeSettings};
 
 /// How often the epoch advances; deadlines are counted in these ticks.
-pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -97,6 +97,10 @@ impl Runtime {
             .total_memories(256)
             .total_tables(1024)
             .total_stacks(256)
+            // Wiping a slot's first pages with memset on reuse is cheaper than
+            // returning them to the kernel; the rest is decommitted.
+            .linear_memory_keep_resident(1 << 20)
+            .table_keep_resident(64 << 10)
             .max_memory_size(max_memory_bytes.max(1 << 20));
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(engine_err)?;

@@ -347,6 +347,20 @@ impl Provider {
         let started = Instant::now();
         let result = self.run(request).await;
 
+        if self.audit.is_enabled() {
+            self.audit_call(operation, &result, context, key_id, started)?;
+        }
+        result
+    }
+
+    fn audit_call(
+        &self,
+        operation: Operation,
+        result: &Result<Reply, CallError>,
+        context: Option<&EncryptionContext>,
+        key_id: Option<&str>,
+        started: Instant,
+    ) -> Result<(), CallError> {
         let mut event = AuditEvent::new(
             operation.as_str(),
             &self.name,
@@ -360,7 +374,7 @@ impl Provider {
         if let Some(context) = context {
             event = event.context(context);
         }
-        event.key_id = match &result {
+        event.key_id = match result {
             Ok(Reply::Wrapped(w)) => Some(w.key_id.clone()),
             Ok(Reply::DataKey(_, wrapped)) => Some(wrapped.key_id.clone()),
             Ok(Reply::Description(d)) => Some(d.key_id.clone()),
@@ -370,8 +384,7 @@ impl Provider {
         event.component_sha256 = Some(self.component_sha256.clone());
         self.audit
             .record(event)
-            .map_err(|e| CallError::AuditUnavailable(e.to_string()))?;
-        result
+            .map_err(|e| CallError::AuditUnavailable(e.to_string()))
     }
 
     /// Runs one request on an instance and decides the instance's fate.

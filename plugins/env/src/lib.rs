@@ -6,6 +6,9 @@
 //! key id and the encryption context as associated data. The key id is a
 //! fingerprint of the key, `env:sha256:<first 16 bytes, hex>`, never the key.
 
+use std::cell::RefCell;
+use std::rc::Rc;
+
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
@@ -23,18 +26,39 @@ const DEK_LEN: usize = 32;
 
 struct EnvProvider;
 
-/// The master key, decoded, and where it came from (for messages).
+/// The master key, decoded, with its fingerprint and cipher, and where it
+/// came from (for messages).
 struct MasterKey {
-    key: Zeroizing<[u8; 32]>,
+    key_id: String,
+    cipher: Aes256Gcm,
     origin: String,
 }
 
+thread_local! {
+    /// The last key decoded, by the secret's raw bytes. A warm instance
+    /// (`instances = "reuse"`) then skips decoding, fingerprinting and the
+    /// AES key schedule; a changed secret is decoded afresh.
+    static LAST: RefCell<Option<(Zeroizing<Vec<u8>>, Rc<MasterKey>)>> = const { RefCell::new(None) };
+}
+
 impl MasterKey {
-    fn load() -> Result<Self, ProviderError> {
+    fn load() -> Result<Rc<Self>, ProviderError> {
         let secret = keyhost_guest::secret(SECRET_NAME)?;
-        let origin = secret.origin;
-        let mut raw = Zeroizing::new(secret.value);
-        let text = std::str::from_utf8(&raw)
+        let raw = Zeroizing::new(secret.value);
+        if let Some(key) = LAST.with_borrow(|last| {
+            last.as_ref()
+                .filter(|(cached, _)| **cached == *raw)
+                .map(|(_, key)| key.clone())
+        }) {
+            return Ok(key);
+        }
+        let key = Rc::new(Self::decode(&raw, secret.origin)?);
+        LAST.with_borrow_mut(|last| *last = Some((raw, key.clone())));
+        Ok(key)
+    }
+
+    fn decode(raw: &[u8], origin: String) -> Result<Self, ProviderError> {
+        let text = std::str::from_utf8(raw)
             .map(str::trim)
             .map_err(|_| malformed(&origin, "it is not text"))?;
         let mut decoded = Zeroizing::new(
@@ -46,7 +70,6 @@ impl MasterKey {
                     .map_err(|_| malformed(&origin, "it is neither 64 hex digits nor base64"))?
             },
         );
-        raw.zeroize();
         let key: [u8; 32] = decoded.as_slice().try_into().map_err(|_| {
             malformed(
                 &origin,
@@ -54,22 +77,24 @@ impl MasterKey {
             )
         })?;
         decoded.zeroize();
+        let key = Zeroizing::new(key);
+        let digest = Sha256::new()
+            .chain_update(b"keyhost/env/fingerprint/v1")
+            .chain_update(key.as_slice())
+            .finalize();
         Ok(Self {
-            key: Zeroizing::new(key),
+            key_id: format!("env:sha256:{}", hex::encode(&digest[..16])),
+            cipher: Aes256Gcm::new(key.as_slice().into()),
             origin,
         })
     }
 
     fn key_id(&self) -> String {
-        let digest = Sha256::new()
-            .chain_update(b"keyhost/env/fingerprint/v1")
-            .chain_update(self.key.as_slice())
-            .finalize();
-        format!("env:sha256:{}", hex::encode(&digest[..16]))
+        self.key_id.clone()
     }
 
-    fn cipher(&self) -> Aes256Gcm {
-        Aes256Gcm::new(self.key.as_slice().into())
+    fn cipher(&self) -> &Aes256Gcm {
+        &self.cipher
     }
 }
 
