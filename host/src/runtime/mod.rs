@@ -99,7 +99,7 @@ impl Runtime {
             .total_stacks(256)
             // Wiping a slot's first pages with memset on reuse is cheaper than
             // returning them to the kernel; the rest is decommitted.
-            .linear_memory_keep_resident(1 << 20)
+            .linear_memory_keep_resident(256 << 10)
             .table_keep_resident(64 << 10)
             .max_memory_size(max_memory_bytes.max(1 << 20));
         config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
