@@ -12,7 +12,7 @@ PLUGINS := env localstack aws-kms
 FIXTURES := misbehave unknown-import
 KEYHOST := target/debug/keyhost
 
-.PHONY: help demo test build plugins wasm-target services-up services-down bench fmt lint clean
+.PHONY: help demo test build plugins wasm-target services-up services-down bench fuzz fmt lint clean
 
 help:
 	@echo "make demo           build everything and run a sample ballot through keyhost"
@@ -20,6 +20,7 @@ help:
 	@echo "make plugins        build the provider plugins and test fixtures (wasm32-wasip2)"
 	@echo "make services-up    start LocalStack (KMS) and Postgres; services-down stops them"
 	@echo "make bench          run the benchmarks (release build; see BENCHMARKS.md)"
+	@echo "make fuzz           run each cargo-fuzz target for FUZZ_SECONDS (nightly; see docs/FUZZING.md)"
 
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
@@ -56,6 +57,22 @@ bench: plugins
 	@scripts/services.sh python-venv .venv-bench benches/requirements.txt
 	$(CARGO) bench -p keyhost --bench envelope
 	.venv-bench/bin/python benches/legacy_envelope.py
+
+# Not part of CI: the fuzz targets need nightly and a sanitizer build of the
+# host. New inputs go to fuzz/corpus (ignored); fuzz/seeds is committed.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS := envelope_parse config_parse http_grant_check
+
+fuzz:
+	@$(CARGO) fuzz --version >/dev/null 2>&1 || $(CARGO) install cargo-fuzz --locked
+	@rustup toolchain list | grep '^nightly' >/dev/null || { echo "make fuzz needs the nightly toolchain: rustup toolchain install nightly" >&2; exit 1; }
+	@for t in $(FUZZ_TARGETS); do \
+	  corpus="$(CURDIR)/fuzz/corpus/$$t"; seeds="$(CURDIR)/fuzz/seeds/$$t"; dict="$(CURDIR)/fuzz/dicts/$$t.dict"; \
+	  mkdir -p "$$corpus"; \
+	  echo "fuzz: $$t for $(FUZZ_SECONDS)s"; \
+	  $(CARGO) +nightly fuzz run $$t "$$corpus" $$([ -d "$$seeds" ] && echo "$$seeds") -- \
+	    -max_total_time=$(FUZZ_SECONDS) $$([ -f "$$dict" ] && echo "-dict=$$dict"); \
+	done
 
 fmt:
 	$(CARGO) fmt --all

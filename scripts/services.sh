@@ -3,6 +3,7 @@
 #
 #   scripts/services.sh up                  start LocalStack + Postgres (Docker if available, else on the host)
 #   scripts/services.sh postgres-up         only make sure Postgres answers on 127.0.0.1:5432
+#   scripts/services.sh localstack-venv     only install the pinned LocalStack venv (tests start their own)
 #   scripts/services.sh down                stop what `up` started
 #   scripts/services.sh status              say whether LocalStack and Postgres answer
 #   scripts/services.sh python-venv DIR REQ create venv DIR (Python >= 3.11) and install requirements file REQ
@@ -104,9 +105,24 @@ localstack_up_docker() {
     compose up -d --wait localstack
 }
 
-localstack_up_host() {
-    local py pid candidates waited=0
+# The pinned LocalStack venv. Tests start their own instances from it, so
+# it is made even when a LocalStack is already running.
+localstack_venv() {
+    local py="$LS_VENV/bin/python" candidates
+    # The venv needs Python >= 3.12 (a venv made by an older one, e.g. by hand, is rebuilt).
+    if ! pick_python 12 "$py" >/dev/null; then
+        [[ -e "$LS_VENV" ]] && log "removing $LS_VENV: no usable Python >= 3.12 in it" && rm -rf "$LS_VENV"
+        mapfile -t candidates < <(python_candidates python3.13 python3.12 python3)
+        py="$(pick_python 12 "${candidates[@]}")" ||
+            die "LocalStack 4.14.0 needs Python >= 3.12: none found (tried python3.13, python3.12, python3 on PATH and \$(pyenv root)/versions/3.1*)"
+    fi
+    ensure_venv "$LS_VENV" "$LS_REQ" "$py"
+}
 
+localstack_up_host() {
+    local pid waited=0
+
+    localstack_venv
     if ls_healthy; then
         log "LocalStack already running and healthy on 127.0.0.1:$LOCALSTACK_PORT"
         return 0
@@ -116,16 +132,6 @@ localstack_up_host() {
             die "LocalStack started by services.sh (pid $pid) runs on port $(cat "$LS_PORT_FILE" 2>/dev/null || echo '?'), not $LOCALSTACK_PORT; run 'down' first"
         log "LocalStack (pid $pid) is running but not healthy yet; waiting for it"
     else
-        # The venv needs Python >= 3.12 (a venv made by an older one, e.g. by hand, is rebuilt).
-        py="$LS_VENV/bin/python"
-        if ! pick_python 12 "$py" >/dev/null; then
-            [[ -e "$LS_VENV" ]] && log "removing $LS_VENV: no usable Python >= 3.12 in it" && rm -rf "$LS_VENV"
-            mapfile -t candidates < <(python_candidates python3.13 python3.12 python3)
-            py="$(pick_python 12 "${candidates[@]}")" ||
-                die "LocalStack 4.14.0 needs Python >= 3.12: none found (tried python3.13, python3.12, python3 on PATH and \$(pyenv root)/versions/3.1*)"
-        fi
-        ensure_venv "$LS_VENV" "$LS_REQ" "$py"
-
         port_open "$LOCALSTACK_PORT" &&
             die "port $LOCALSTACK_PORT is taken by something that is not a healthy LocalStack"
 
@@ -293,6 +299,7 @@ cmd_python_venv() {
 
 case "${1:-}" in
 up) cmd_up ;;
+localstack-venv) localstack_venv ;;
 postgres-up) cmd_postgres_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
