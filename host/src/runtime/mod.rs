@@ -89,6 +89,10 @@ impl Runtime {
         let mut config = Config::new();
         config.epoch_interruption(true);
         config.wasm_component_model(true);
+        if std::env::var_os("KEYHOST_PERFMAP").is_some() {
+            // Names guest functions in `perf` profiles (/tmp/perf-PID.map).
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let mut pool = PoolingAllocationConfig::new();
         // Slots are reserved address space, not memory; this bounds how many
         // instances can be alive at once across all providers.
