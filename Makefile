@@ -47,6 +47,7 @@ services-down:
 	@scripts/services.sh down
 
 test: plugins services-up
+	$(CARGO) build -p keyhost --bin keyhost  # the CLI tests run the binary
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 	  $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
