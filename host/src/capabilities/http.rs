@@ -73,16 +73,23 @@ pub struct AllowedRequest {
 
 impl HttpCapability {
     pub fn new(grant: HttpGrant, limits: &Limits) -> Result<Self, HttpSetupError> {
-        if let Ok(ip) = grant
-            .endpoint
-            .host
-            .trim_matches(['[', ']'])
-            .parse::<IpAddr>()
-            && is_metadata_address(ip)
-        {
-            return Err(HttpSetupError::MetadataEndpoint {
-                endpoint: grant.endpoint.to_string(),
+        // Check the address the client will connect to: the URL parser reads
+        // spellings such as `2852039166` or `0xa9fea9fe` as IPv4 addresses.
+        let normalized = reqwest::Url::parse(&grant.endpoint.to_string())
+            .ok()
+            .and_then(|url| {
+                url.host_str()
+                    .map(|h| h.trim_matches(['[', ']']).to_owned())
             });
+        let literal = grant.endpoint.host.trim_matches(['[', ']']).to_owned();
+        for host in normalized.iter().chain(std::iter::once(&literal)) {
+            if let Ok(ip) = host.parse::<IpAddr>()
+                && is_metadata_address(ip)
+            {
+                return Err(HttpSetupError::MetadataEndpoint {
+                    endpoint: grant.endpoint.to_string(),
+                });
+            }
         }
         Ok(Self {
             grant,
@@ -130,14 +137,17 @@ impl HttpCapability {
                     "header name {name:?} is not a valid token"
                 )));
             }
-            if HOST_OWNED_HEADERS.contains(&lower.as_str()) || lower.starts_with("proxy-") {
+            if HOST_OWNED_HEADERS.contains(&lower.as_str())
+                || lower.starts_with("proxy-")
+                || lower.starts_with("x-forwarded-")
+            {
                 return Err(HttpError::Denied(format!(
                     "header {name:?} is set by the host only; the host fixes the destination and signs requests itself"
                 )));
             }
-            if value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+            if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7f) {
                 return Err(HttpError::Denied(format!(
-                    "header {name:?} has a line break in its value"
+                    "header {name:?} has a line break or control character in its value"
                 )));
             }
             if lower == "x-amz-target" {

@@ -458,7 +458,7 @@ pub(crate) fn parse_endpoint(text: &str) -> Result<Endpoint, String> {
         ));
     }
     let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || authority.starts_with('[') => {
+        Some((h, p)) if !authority.starts_with('[') || h.ends_with(']') => {
             let port = p
                 .parse::<u16>()
                 .map_err(|_| format!("{text:?}: port {p:?} is not a number from 1 to 65535"))?;

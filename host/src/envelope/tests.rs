@@ -195,10 +195,10 @@ proptest! {
         let i = position.index(bytes.len());
         prop_assume!(bytes[i] != value);
         bytes[i] = value;
-        if let Ok(parsed) = Envelope::parse(&bytes) {
-            if parsed.key_section() == envelope.key_section() {
-                prop_assert!(parsed.open(&dek).is_err());
-            }
+        if let Ok(parsed) = Envelope::parse(&bytes)
+            && parsed.key_section() == envelope.key_section()
+        {
+            prop_assert!(parsed.open(&dek).is_err());
         }
     }
 }

@@ -267,11 +267,9 @@ pub(super) async fn rewrap_all(
                 }
             }
         }
-        if let Some(joined) = tasks.join_next().await {
-            // A task that panicked leaves its slot empty: reported as failed below.
-            if let Ok((index, outcome)) = joined {
-                outcomes[index] = Some(outcome);
-            }
+        // A task that panicked leaves its slot empty: reported as failed below.
+        if let Some(Ok((index, outcome))) = tasks.join_next().await {
+            outcomes[index] = Some(outcome);
         }
     }
     outcomes

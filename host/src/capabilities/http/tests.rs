@@ -497,3 +497,44 @@ proptest! {
         prop_assert_eq!(result.is_ok(), expected, "{:?}: {:?}", targets, result);
     }
 }
+
+#[test]
+fn numeric_spellings_of_the_metadata_address_are_refused_at_load() {
+    for host in [
+        "2852039166",
+        "0xa9fea9fe",
+        "0251.0376.0251.0376",
+        "169.254.43518",
+        "169.254.169.254.",
+        "0",
+    ] {
+        let mut grant = kms_grant().grant;
+        grant.endpoint.host = host.into();
+        assert!(
+            HttpCapability::new(grant, &Limits::default()).is_err(),
+            "{host}"
+        );
+    }
+}
+
+#[test]
+fn control_characters_in_header_values_are_denied() {
+    for value in ["a\u{1}b", "a\u{7f}b", "a\0b"] {
+        denial(kms_grant().check(
+            "p",
+            request(&[
+                ("X-Amz-Target", "TrentService.Decrypt"),
+                ("X-Custom", value),
+            ]),
+        ));
+    }
+    kms_grant()
+        .check(
+            "p",
+            request(&[
+                ("X-Amz-Target", "TrentService.Decrypt"),
+                ("X-Custom", "tab\tok"),
+            ]),
+        )
+        .unwrap();
+}

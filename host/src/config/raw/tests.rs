@@ -195,6 +195,8 @@ fn the_kms_endpoint_defaults_from_the_environment_then_the_region() {
 #[test]
 fn endpoints_are_origins_without_paths_or_users() {
     assert!(parse_endpoint("https://kms.eu-west-1.amazonaws.com").is_ok());
+    assert_eq!(parse_endpoint("https://[::1]").unwrap().port, 443);
+    assert_eq!(parse_endpoint("http://[::1]:4566").unwrap().port, 4566);
     assert_eq!(parse_endpoint("http://localhost:4566/").unwrap().port, 4566);
     assert!(parse_endpoint("https://user@evil.example").is_err());
     assert!(parse_endpoint("https://kms.example/path").is_err());
