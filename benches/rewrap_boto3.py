@@ -24,8 +24,6 @@ Rows already on --provider are skipped, rows of other providers left alone, as
 """
 
 import argparse
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -42,10 +40,13 @@ from botocore.config import Config
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from psycopg import sql
 
-MAGIC = b"KHEV"
-COMMITMENT_LABEL = b"keyhost/v1/key-commitment"
-ENV_AAD_LABEL = b"keyhost/env/v1"
-ENV_FINGERPRINT_LABEL = b"keyhost/env/fingerprint/v1"
+from keyhost_format import (
+    COMMITMENT_LABEL,
+    MAGIC,
+    decode_master_key,
+    env_aad,
+    env_key_id,
+)
 
 
 class Envelope:
@@ -103,31 +104,12 @@ class Envelope:
             raise ValueError("the unwrapped data key does not match the envelope's key commitment")
 
 
-def decode_master_key(text: str) -> bytes:
-    text = text.strip()
-    if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):
-        key = bytes.fromhex(text)
-    else:
-        try:
-            key = base64.b64decode(text, validate=True)
-        except binascii.Error as e:
-            sys.exit(f"rewrap_boto3: OPONN_MASTER_KEY is neither 64 hex digits nor base64: {e}")
-    if len(key) != 32:
-        sys.exit(f"rewrap_boto3: OPONN_MASTER_KEY decodes to {len(key)} bytes, not 32")
-    return key
-
-
-def field32(b: bytes) -> bytes:
-    return struct.pack(">I", len(b)) + b
 
 
 def env_unwrap(master: AESGCM, master_key_id: str, e: Envelope) -> bytes:
     if e.key_id != master_key_id:
         raise ValueError(f"wrapped with master key {e.key_id}, OPONN_MASTER_KEY holds {master_key_id}")
-    aad = ENV_AAD_LABEL + field32(e.key_id.encode())
-    for k in sorted(e.context, key=lambda k: k.encode()):
-        aad += field32(k.encode()) + field32(e.context[k].encode())
-    return master.decrypt(e.wrapped[:12], e.wrapped[12:], aad)
+    return master.decrypt(e.wrapped[:12], e.wrapped[12:], env_aad(e.key_id, e.context))
 
 
 def main() -> None:
@@ -147,9 +129,12 @@ def main() -> None:
     raw = os.environ.get("OPONN_MASTER_KEY")
     if not raw:
         sys.exit("rewrap_boto3: set OPONN_MASTER_KEY (32 bytes, base64)")
-    key = decode_master_key(raw)
+    try:
+        key = decode_master_key(raw)
+    except ValueError as e:
+        sys.exit(f"rewrap_boto3: {e}")
     master = AESGCM(key)
-    master_key_id = "env:sha256:" + hashlib.sha256(ENV_FINGERPRINT_LABEL + key).digest()[:16].hex()
+    master_key_id = env_key_id(key)
 
     kms = boto3.session.Session().client(
         "kms",

@@ -21,8 +21,6 @@ first. Rows are loaded with COPY. Prints one JSON line.
 """
 
 import argparse
-import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -35,42 +33,18 @@ import psycopg
 from psycopg import sql
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-MAGIC = b"KHEV"
-VERSION = 1
-COMMITMENT_LABEL = b"keyhost/v1/key-commitment"
-ENV_AAD_LABEL = b"keyhost/env/v1"
-ENV_FINGERPRINT_LABEL = b"keyhost/env/fingerprint/v1"
+from keyhost_format import (
+    COMMITMENT_LABEL,
+    MAGIC,
+    VERSION,
+    decode_master_key,
+    env_aad,
+    env_key_id,
+)
 
 
-def decode_master_key(text: str) -> bytes:
-    """As plugins/env/src/lib.rs: trim; exactly 64 hex digits are hex, anything else base64."""
-    text = text.strip()
-    if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):
-        key = bytes.fromhex(text)
-    else:
-        try:
-            key = base64.b64decode(text, validate=True)
-        except binascii.Error as e:
-            sys.exit(f"seed_envelopes: OPONN_MASTER_KEY is neither 64 hex digits nor base64: {e}")
-    if len(key) != 32:
-        sys.exit(f"seed_envelopes: OPONN_MASTER_KEY decodes to {len(key)} bytes, not 32")
-    return key
 
 
-def env_key_id(master_key: bytes) -> str:
-    return "env:sha256:" + hashlib.sha256(ENV_FINGERPRINT_LABEL + master_key).digest()[:16].hex()
-
-
-def field32(b: bytes) -> bytes:
-    return struct.pack(">I", len(b)) + b
-
-
-def env_aad(key_id: str, context: dict) -> bytes:
-    """keyhost_guest::context_aad(b"keyhost/env/v1", key_id, context), context in sorted order."""
-    out = ENV_AAD_LABEL + field32(key_id.encode())
-    for k in sorted(context, key=lambda k: k.encode()):
-        out += field32(k.encode()) + field32(context[k].encode())
-    return out
 
 
 def header(context: dict, nonce: bytes, commitment: bytes) -> bytes:
@@ -121,7 +95,10 @@ def main() -> None:
     raw = os.environ.get("OPONN_MASTER_KEY")
     if not raw:
         sys.exit("seed_envelopes: set OPONN_MASTER_KEY (32 bytes, base64)")
-    key = decode_master_key(raw)
+    try:
+        key = decode_master_key(raw)
+    except ValueError as e:
+        sys.exit(f"seed_envelopes: {e}")
     key_id = env_key_id(key)
     master = AESGCM(key)
 
