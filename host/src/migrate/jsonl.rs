@@ -10,8 +10,7 @@ use std::sync::Arc;
 use base64::Engine as _;
 use serde_json::Value;
 
-use super::postgres::rewrap_all;
-use super::{MigrateError, Outcome, Progress, Rewrapper, ScanReport, Summary};
+use super::{MigrateError, Outcome, Progress, Rewrapper, ScanReport, Summary, rewrap_all};
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -117,7 +116,7 @@ pub async fn rewrap(
             batch_summary.record(&line.id, &outcome);
         }
         progress.advance(items.len() as u64, &batch_summary);
-        super::postgres::merge(&mut summary, batch_summary);
+        summary.absorb(batch_summary);
     }
     output.flush().map_err(|source| MigrateError::Output {
         what: "the output".into(),

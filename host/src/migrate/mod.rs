@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 use tokio::sync::Mutex;
+use tokio::task::JoinSet;
 
 pub use progress::Progress;
 pub use scan::{KeyCount, ScanReport};
@@ -146,6 +147,16 @@ impl Summary {
             + self.skipped
             + self.conflicts
             + self.failed.len() as u64
+    }
+
+    /// Adds a batch's tally to this one.
+    pub(crate) fn absorb(&mut self, batch: Summary) {
+        self.rewrapped += batch.rewrapped;
+        self.would_rewrap += batch.would_rewrap;
+        self.already_done += batch.already_done;
+        self.skipped += batch.skipped;
+        self.conflicts += batch.conflicts;
+        self.failed.extend(batch.failed);
     }
 
     pub(crate) fn record(&mut self, id: &str, outcome: &Outcome) {
@@ -324,4 +335,38 @@ impl Rewrapper {
         envelope.check_commitment(&dek)?;
         Ok(())
     }
+}
+
+/// Rewraps `items` with at most `concurrency` at once; the outcomes keep
+/// the items' order. An item that could not be read is failed as it is.
+pub(super) async fn rewrap_all(
+    rewrapper: &Arc<Rewrapper>,
+    items: &[(String, Result<Vec<u8>, String>)],
+) -> Vec<Outcome> {
+    let concurrency = rewrapper.options().concurrency.max(1);
+    let mut outcomes: Vec<Option<Outcome>> = (0..items.len()).map(|_| None).collect();
+    let mut tasks = JoinSet::new();
+    let mut next = 0;
+    while next < items.len() || !tasks.is_empty() {
+        while next < items.len() && tasks.len() < concurrency {
+            let index = next;
+            next += 1;
+            match &items[index].1 {
+                Err(problem) => outcomes[index] = Some(Outcome::Failed(problem.clone())),
+                Ok(bytes) => {
+                    let rewrapper = rewrapper.clone();
+                    let bytes = bytes.clone();
+                    tasks.spawn(async move { (index, rewrapper.rewrap(&bytes).await) });
+                }
+            }
+        }
+        // A task that panicked leaves its slot empty: reported as failed below.
+        if let Some(Ok((index, outcome))) = tasks.join_next().await {
+            outcomes[index] = Some(outcome);
+        }
+    }
+    outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Outcome::Failed("not processed".into())))
+        .collect()
 }

@@ -10,10 +10,9 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use tokio::task::JoinSet;
 use tokio_postgres::{Client, NoTls};
 
-use super::{MigrateError, Outcome, Progress, Rewrapper, ScanReport, Summary};
+use super::{MigrateError, Outcome, Progress, Rewrapper, ScanReport, Summary, rewrap_all};
 
 const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
@@ -228,7 +227,7 @@ impl Table {
                 tx.commit().await?;
             }
             progress.advance(rows.len() as u64, &batch_summary);
-            merge(&mut summary, batch_summary);
+            summary.absorb(batch_summary);
         }
         summary.seconds = started.elapsed().as_secs_f64();
         Ok(summary)
@@ -244,47 +243,6 @@ impl Table {
         }
         Ok(report.finish())
     }
-}
-
-pub(super) async fn rewrap_all(
-    rewrapper: &Arc<Rewrapper>,
-    items: &[(String, Result<Vec<u8>, String>)],
-) -> Vec<Outcome> {
-    let concurrency = rewrapper.options().concurrency.max(1);
-    let mut outcomes: Vec<Option<Outcome>> = (0..items.len()).map(|_| None).collect();
-    let mut tasks = JoinSet::new();
-    let mut next = 0;
-    while next < items.len() || !tasks.is_empty() {
-        while next < items.len() && tasks.len() < concurrency {
-            let index = next;
-            next += 1;
-            match &items[index].1 {
-                Err(problem) => outcomes[index] = Some(Outcome::Failed(problem.clone())),
-                Ok(bytes) => {
-                    let rewrapper = rewrapper.clone();
-                    let bytes = bytes.clone();
-                    tasks.spawn(async move { (index, rewrapper.rewrap(&bytes).await) });
-                }
-            }
-        }
-        // A task that panicked leaves its slot empty: reported as failed below.
-        if let Some(Ok((index, outcome))) = tasks.join_next().await {
-            outcomes[index] = Some(outcome);
-        }
-    }
-    outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Outcome::Failed("not processed".into())))
-        .collect()
-}
-
-pub(super) fn merge(total: &mut Summary, batch: Summary) {
-    total.rewrapped += batch.rewrapped;
-    total.would_rewrap += batch.would_rewrap;
-    total.already_done += batch.already_done;
-    total.skipped += batch.skipped;
-    total.conflicts += batch.conflicts;
-    total.failed.extend(batch.failed);
 }
 
 /// The type to cast text ids back to, from information_schema's data_type.
