@@ -12,13 +12,20 @@ use super::Summary;
 const PLAIN_EVERY: Duration = Duration::from_secs(5);
 
 pub struct Progress {
-    bar: Option<ProgressBar>,
-    plain: Option<Mutex<PlainState>>,
+    output: Output,
+    state: Mutex<State>,
 }
 
-struct PlainState {
+enum Output {
+    Quiet,
+    Bar(ProgressBar),
+    Plain,
+}
+
+/// Totals so far, for the bar's message and the plain lines.
+struct State {
     started: Instant,
-    last: Instant,
+    last_line: Instant,
     done: u64,
     total: Option<u64>,
     rewrapped: u64,
@@ -28,60 +35,47 @@ struct PlainState {
 impl Progress {
     /// A bar on a terminal (stderr), plain lines elsewhere, nothing if `quiet`.
     pub fn new(total: Option<u64>, quiet: bool) -> Self {
-        if quiet {
-            return Self {
-                bar: None,
-                plain: None,
-            };
-        }
-        if std::io::stderr().is_terminal() {
-            let bar = match total {
-                Some(total) => {
-                    ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr())
-                }
-                None => ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr()),
-            };
+        let output = if quiet {
+            Output::Quiet
+        } else if std::io::stderr().is_terminal() {
+            let bar = ProgressBar::with_draw_target(total, ProgressDrawTarget::stderr());
             bar.set_style(
                 ProgressStyle::with_template(
                     "{bar:40} {pos}/{len} envelopes  {per_sec}  eta {eta}  {msg}",
                 )
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
             );
-            return Self {
-                bar: Some(bar),
-                plain: None,
-            };
-        }
+            Output::Bar(bar)
+        } else {
+            Output::Plain
+        };
         let now = Instant::now();
         Self {
-            bar: None,
-            plain: Some(Mutex::new(PlainState {
+            output,
+            state: Mutex::new(State {
                 started: now,
-                last: now,
+                last_line: now,
                 done: 0,
                 total,
                 rewrapped: 0,
                 failed: 0,
-            })),
+            }),
         }
     }
 
     pub fn advance(&self, rows: u64, batch: &Summary) {
-        if let Some(bar) = &self.bar {
-            bar.inc(rows);
-            bar.set_message(format!(
-                "{} rewrapped, {} failed",
-                batch.rewrapped,
-                batch.failed.len()
-            ));
-        }
-        if let Some(plain) = &self.plain {
-            let mut s = plain.lock().unwrap_or_else(|p| p.into_inner());
-            s.done += rows;
-            s.rewrapped += batch.rewrapped;
-            s.failed += batch.failed.len() as u64;
-            if s.last.elapsed() >= PLAIN_EVERY {
-                s.last = Instant::now();
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.done += rows;
+        s.rewrapped += batch.rewrapped;
+        s.failed += batch.failed.len() as u64;
+        match &self.output {
+            Output::Quiet => {}
+            Output::Bar(bar) => {
+                bar.inc(rows);
+                bar.set_message(format!("{} rewrapped, {} failed", s.rewrapped, s.failed));
+            }
+            Output::Plain if s.last_line.elapsed() >= PLAIN_EVERY => {
+                s.last_line = Instant::now();
                 let rate = s.done as f64 / s.started.elapsed().as_secs_f64().max(0.001);
                 let of = s.total.map(|t| format!("/{t}")).unwrap_or_default();
                 let eta = s
@@ -98,11 +92,12 @@ impl Progress {
                     s.done, s.rewrapped, s.failed
                 );
             }
+            Output::Plain => {}
         }
     }
 
     pub fn finish(&self) {
-        if let Some(bar) = &self.bar {
+        if let Output::Bar(bar) = &self.output {
             bar.finish_and_clear();
         }
     }
