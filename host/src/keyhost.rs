@@ -126,24 +126,29 @@ impl Keyhost {
                 found: envelope.context().to_string(),
             });
         }
-        let dek = self.unwrap_key(envelope).await?;
+        // `open` checks the key commitment before decrypting.
+        let dek = self.unwrap_unchecked(envelope).await?;
         Ok(envelope.open(&dek)?)
     }
 
     /// The envelope's DEK, unwrapped by the provider its key section names,
     /// and checked against the envelope's key commitment.
     pub async fn unwrap_key(&self, envelope: &Envelope) -> Result<DataKey, Error> {
+        let dek = self.unwrap_unchecked(envelope).await?;
+        envelope.check_commitment(&dek)?;
+        Ok(dek)
+    }
+
+    async fn unwrap_unchecked(&self, envelope: &Envelope) -> Result<DataKey, Error> {
         let key = envelope.key_section();
         let provider = self.provider(&key.provider)?;
         let wrapped = WrappedKey {
             key_id: key.key_id.clone(),
             ciphertext: key.wrapped.clone(),
         };
-        let dek = provider
+        provider
             .unwrap(&wrapped, envelope.context())
             .await
-            .map_err(Error::call(provider.name(), Operation::Unwrap))?;
-        envelope.check_commitment(&dek)?;
-        Ok(dek)
+            .map_err(Error::call(provider.name(), Operation::Unwrap))
     }
 }

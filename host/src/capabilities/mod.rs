@@ -4,6 +4,7 @@
 
 pub mod audit;
 mod config;
+mod crypto;
 pub mod http;
 mod http_transport;
 mod log;

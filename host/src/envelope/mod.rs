@@ -124,8 +124,11 @@ impl Envelope {
                 max: MAX_PAYLOAD_BYTES - TAG_LEN,
             });
         }
+        // A nonce must never repeat under one key, but it is not secret: the
+        // thread's CSPRNG (ChaCha12, seeded and reseeded from the OS) saves a
+        // system call per envelope. The DEK itself comes from the OS.
         let mut nonce = [0u8; NONCE_LEN];
-        rand::rngs::OsRng.fill_bytes(&mut nonce);
+        rand::thread_rng().fill_bytes(&mut nonce);
         let commitment = dek.commitment(&nonce);
         let mut envelope = Self {
             context,

@@ -17,4 +17,4 @@ pub use keyhost::provider::types::{
     DataKey as WitDataKey, Description as WitDescription, Features, ProviderError,
     WrappedKey as WitWrappedKey,
 };
-pub use keyhost::provider::{config, http, log, secrets, types};
+pub use keyhost::provider::{config, crypto, http, log, secrets, types};

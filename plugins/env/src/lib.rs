@@ -5,13 +5,15 @@
 //! AES-256-GCM under that key: `nonce (12) || ciphertext || tag (16)`, with the
 //! key id and the encryption context as associated data. The key id is a
 //! fingerprint of the key, `env:sha256:<first 16 bytes, hex>`, never the key.
+//! The plugin builds the nonce, associated data and layout; the AES-GCM
+//! computation itself is the host's `crypto` capability (AES-NI rather than
+//! bitsliced software inside WebAssembly).
 
 use std::cell::RefCell;
 use std::rc::Rc;
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
-use aes_gcm::{Aes256Gcm, Nonce};
 use base64::Engine as _;
+use keyhost_guest::crypto::{self, CryptoError};
 use keyhost_guest::{
     ContextEntry, DataKey, Description, Features, Guest, ProviderError, WrappedKey,
 };
@@ -26,18 +28,18 @@ const DEK_LEN: usize = 32;
 
 struct EnvProvider;
 
-/// The master key, decoded, with its fingerprint and cipher, and where it
-/// came from (for messages).
+/// The master key, decoded, with its fingerprint, and where it came from
+/// (for messages).
 struct MasterKey {
     key_id: String,
-    cipher: Aes256Gcm,
+    key: Zeroizing<[u8; 32]>,
     origin: String,
 }
 
 thread_local! {
     /// The last key decoded, by the secret's raw bytes. A warm instance
-    /// (`instances = "reuse"`) then skips decoding, fingerprinting and the
-    /// AES key schedule; a changed secret is decoded afresh.
+    /// (`instances = "reuse"`) then skips decoding and fingerprinting; a
+    /// changed secret is decoded afresh.
     static LAST: RefCell<Option<(Zeroizing<Vec<u8>>, Rc<MasterKey>)>> = const { RefCell::new(None) };
 }
 
@@ -84,7 +86,7 @@ impl MasterKey {
             .finalize();
         Ok(Self {
             key_id: format!("env:sha256:{}", hex::encode(&digest[..16])),
-            cipher: Aes256Gcm::new(key.as_slice().into()),
+            key,
             origin,
         })
     }
@@ -93,8 +95,20 @@ impl MasterKey {
         self.key_id.clone()
     }
 
-    fn cipher(&self) -> &Aes256Gcm {
-        &self.cipher
+    fn seal(&self, nonce: &[u8], aad: &[u8], dek: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        crypto::aes256_gcm_seal(self.key.as_slice(), nonce, aad, dek)
+            .map_err(|e| ProviderError::Internal(format!("AES-GCM refused to encrypt: {e:?}")))
+    }
+
+    fn open(&self, nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        crypto::aes256_gcm_open(self.key.as_slice(), nonce, aad, sealed).map_err(|e| match e {
+            CryptoError::AuthenticationFailed => ProviderError::InvalidCiphertext(
+                "the wrapped key failed authentication: it was altered or wrapped under another context".into(),
+            ),
+            CryptoError::InvalidInput => {
+                ProviderError::Internal("AES-GCM refused the wrapped key's lengths".into())
+            }
+        })
     }
 }
 
@@ -140,16 +154,7 @@ impl Guest for EnvProvider {
         getrandom::fill(&mut nonce)
             .map_err(|e| ProviderError::Internal(format!("no randomness: {e}")))?;
         let aad = keyhost_guest::context_aad(AAD_LABEL, &key_id, &context);
-        let sealed = key
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &dek,
-                    aad: &aad,
-                },
-            )
-            .map_err(|_| ProviderError::Internal("AES-GCM refused to encrypt".into()))?;
+        let sealed = key.seal(&nonce, &aad, &dek)?;
         let mut ciphertext = Vec::with_capacity(NONCE_LEN + sealed.len());
         ciphertext.extend_from_slice(&nonce);
         ciphertext.extend_from_slice(&sealed);
@@ -174,15 +179,7 @@ impl Guest for EnvProvider {
         }
         let (nonce, sealed) = wrapped.ciphertext.split_at(NONCE_LEN);
         let aad = keyhost_guest::context_aad(AAD_LABEL, &key_id, &context);
-        let dek = key
-            .cipher()
-            .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
-            .map_err(|_| {
-                ProviderError::InvalidCiphertext(
-                    "the wrapped key failed authentication: it was altered or wrapped under another context".into(),
-                )
-            })?;
-        Ok(dek)
+        key.open(nonce, &aad, sealed)
     }
 
     fn re_encrypt(

@@ -19,7 +19,7 @@ pub use bindings::exports::keyhost::provider::provider::Guest;
 pub use bindings::keyhost::provider::types::{
     ContextEntry, DataKey, Description, Features, ProviderError, WrappedKey,
 };
-pub use bindings::keyhost::provider::{config, http, log, secrets};
+pub use bindings::keyhost::provider::{config, crypto, http, log, secrets};
 
 /// Canonical bytes of a context for use as associated data: a label, then
 /// each entry's key and value with 32-bit big-endian length prefixes, in the

@@ -1,0 +1,163 @@
+//! `keyhost:provider/crypto`: AES-256-GCM computed by the host for the
+//! guest. It needs no grant, since it only computes on what the guest passes;
+//! it is checked like every capability (lengths first, fail closed with a
+//! typed error) and wipes its copies of keys and plaintexts.
+
+use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::{Aes256Gcm, Nonce};
+use zeroize::Zeroizing;
+
+use crate::runtime::HostState;
+use crate::runtime::bindings::crypto::{CryptoError, Host};
+
+/// Largest key, nonce, associated data or message accepted, in bytes. The
+/// capability is for wrapping keys, not for bulk data.
+pub const MAX_INPUT_BYTES: usize = 64 << 10;
+const KEY_LEN: usize = 32;
+const NONCE_LEN: usize = 12;
+
+impl Host for HostState {
+    fn aes256_gcm_seal(
+        &mut self,
+        key: Vec<u8>,
+        nonce: Vec<u8>,
+        aad: Vec<u8>,
+        plaintext: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, CryptoError>> {
+        let (key, plaintext) = (Zeroizing::new(key), Zeroizing::new(plaintext));
+        Ok(seal(&key, &nonce, &aad, &plaintext))
+    }
+
+    fn aes256_gcm_open(
+        &mut self,
+        key: Vec<u8>,
+        nonce: Vec<u8>,
+        aad: Vec<u8>,
+        sealed: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, CryptoError>> {
+        let key = Zeroizing::new(key);
+        Ok(open(&key, &nonce, &aad, &sealed))
+    }
+}
+
+fn cipher(key: &[u8], nonce: &[u8], inputs: [&[u8]; 2]) -> Result<Aes256Gcm, CryptoError> {
+    if key.len() != KEY_LEN
+        || nonce.len() != NONCE_LEN
+        || inputs.iter().any(|input| input.len() > MAX_INPUT_BYTES)
+    {
+        return Err(CryptoError::InvalidInput);
+    }
+    Aes256Gcm::new_from_slice(key).map_err(|_| CryptoError::InvalidInput)
+}
+
+pub(crate) fn seal(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    plaintext: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    cipher(key, nonce, [aad, plaintext])?
+        .encrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: plaintext,
+                aad,
+            },
+        )
+        .map_err(|_| CryptoError::InvalidInput)
+}
+
+pub(crate) fn open(
+    key: &[u8],
+    nonce: &[u8],
+    aad: &[u8],
+    sealed: &[u8],
+) -> Result<Vec<u8>, CryptoError> {
+    cipher(key, nonce, [aad, sealed])?
+        .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+        .map_err(|_| CryptoError::AuthenticationFailed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: [u8; 32] = [0x42; 32];
+    const NONCE: [u8; 12] = [0x07; 12];
+
+    #[test]
+    fn sealed_bytes_are_standard_aes_256_gcm_and_open_again() {
+        let sealed = seal(&KEY, &NONCE, b"context", b"a data key").unwrap();
+        let reference = Aes256Gcm::new_from_slice(&KEY)
+            .unwrap()
+            .encrypt(
+                Nonce::from_slice(&NONCE),
+                Payload {
+                    msg: b"a data key",
+                    aad: b"context",
+                },
+            )
+            .unwrap();
+        assert_eq!(sealed, reference);
+        assert_eq!(
+            open(&KEY, &NONCE, b"context", &sealed).unwrap(),
+            b"a data key"
+        );
+    }
+
+    #[test]
+    fn any_changed_byte_of_the_sealed_bytes_fails_authentication() {
+        let sealed = seal(&KEY, &NONCE, b"context", b"a data key").unwrap();
+        for i in 0..sealed.len() {
+            let mut altered = sealed.clone();
+            altered[i] ^= 0x01;
+            assert_eq!(
+                open(&KEY, &NONCE, b"context", &altered),
+                Err(CryptoError::AuthenticationFailed),
+                "byte {i}"
+            );
+        }
+    }
+
+    #[test]
+    fn another_context_or_key_fails_authentication() {
+        let sealed = seal(&KEY, &NONCE, b"context", b"a data key").unwrap();
+        assert_eq!(
+            open(&KEY, &NONCE, b"other context", &sealed),
+            Err(CryptoError::AuthenticationFailed)
+        );
+        assert_eq!(
+            open(&[0x43; 32], &NONCE, b"context", &sealed),
+            Err(CryptoError::AuthenticationFailed)
+        );
+    }
+
+    #[test]
+    fn wrong_lengths_and_oversized_inputs_are_invalid_input() {
+        assert_eq!(
+            seal(&KEY[..31], &NONCE, b"", b"x"),
+            Err(CryptoError::InvalidInput)
+        );
+        assert_eq!(
+            seal(&KEY, &NONCE[..11], b"", b"x"),
+            Err(CryptoError::InvalidInput)
+        );
+        let big = vec![0u8; MAX_INPUT_BYTES + 1];
+        assert_eq!(
+            seal(&KEY, &NONCE, &big, b"x"),
+            Err(CryptoError::InvalidInput)
+        );
+        assert_eq!(
+            seal(&KEY, &NONCE, b"", &big),
+            Err(CryptoError::InvalidInput)
+        );
+        assert_eq!(
+            open(&KEY, &NONCE, b"", &big),
+            Err(CryptoError::InvalidInput)
+        );
+        assert_eq!(
+            open(&KEY, &NONCE, b"", b"short"),
+            Err(CryptoError::AuthenticationFailed)
+        );
+    }
+}
