@@ -1,10 +1,11 @@
-//! `keyhost:provider/crypto`: AES-256-GCM computed by the host for the
-//! guest. It needs no grant, since it only computes on what the guest passes;
+//! `keyhost:provider/crypto`: AES-256-GCM and SHA-256 computed by the host
+//! for the guest. It needs no grant, since it only computes on what the guest passes;
 //! it is checked like every capability (lengths first, fail closed with a
 //! typed error) and wipes its copies of keys and plaintexts.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::runtime::HostState;
@@ -38,6 +39,19 @@ impl Host for HostState {
         let key = Zeroizing::new(key);
         Ok(open(&key, &nonce, &aad, &sealed))
     }
+
+    fn sha256(&mut self, data: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, CryptoError>> {
+        // The data may hold key material (a fingerprint's input).
+        let data = Zeroizing::new(data);
+        Ok(sha256(&data))
+    }
+}
+
+pub(crate) fn sha256(data: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    if data.len() > MAX_INPUT_BYTES {
+        return Err(CryptoError::InvalidInput);
+    }
+    Ok(Sha256::digest(data).to_vec())
 }
 
 fn cipher(key: &[u8], nonce: &[u8], inputs: [&[u8]; 2]) -> Result<Aes256Gcm, CryptoError> {
@@ -129,6 +143,18 @@ mod tests {
         assert_eq!(
             open(&[0x43; 32], &NONCE, b"context", &sealed),
             Err(CryptoError::AuthenticationFailed)
+        );
+    }
+
+    #[test]
+    fn sha256_is_the_standard_digest() {
+        assert_eq!(
+            hex::encode(sha256(b"abc").unwrap()),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(
+            sha256(&vec![0u8; MAX_INPUT_BYTES + 1]),
+            Err(CryptoError::InvalidInput)
         );
     }
 

@@ -395,49 +395,35 @@ impl Provider {
             InstancePolicy::Fresh => None,
         };
         let deadline_ticks = (self.deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64 + 1;
-        // The epoch deadline stops guest code; this timeout also covers time
-        // spent inside host calls, with a little slack for the epoch tick.
         let wall = self.deadline + EPOCH_TICK * 4;
 
-        let mut instance =
-            match warm {
+        // One timeout covers instantiation and the call: the epoch deadline
+        // stops guest code, and this also covers time spent inside host
+        // calls, with a little slack for the epoch tick.
+        let attempt = async {
+            let mut instance = match warm {
                 Some(mut warm) => {
                     warm.store.data_mut().reset_for_call();
                     warm.store.set_epoch_deadline(deadline_ticks);
                     warm
                 }
-                None => {
-                    let mut store = Store::new(
-                        &self.engine,
-                        HostState::new(self.grants.clone(), self.audit.clone()),
-                    );
-                    store.limiter(|state| &mut state.limiter);
-                    store.epoch_deadline_trap();
-                    store.set_epoch_deadline(deadline_ticks);
-                    let plugin =
-                        match tokio::time::timeout(wall, self.pre.instantiate_async(&mut store))
-                            .await
-                        {
-                            Ok(Ok(plugin)) => plugin,
-                            Ok(Err(err)) => return Err(self.classify_trap(err, &store)),
-                            Err(_) => {
-                                return Err(CallError::DeadlineExceeded {
-                                    deadline: self.deadline,
-                                });
-                            }
-                        };
-                    Warm { store, plugin }
-                }
+                None => self.instantiate(deadline_ticks).await?,
             };
-
-        let outcome = tokio::time::timeout(wall, invoke(&mut instance, request)).await;
-        let result = match outcome {
-            Err(_) => Err(CallError::DeadlineExceeded {
-                deadline: self.deadline,
-            }),
-            Ok(Err(trap)) => Err(self.classify_trap(trap, &instance.store)),
-            Ok(Ok(Err(provider_error))) => Err(CallError::from(provider_error)),
-            Ok(Ok(Ok(reply))) => Ok(reply),
+            let result = match invoke(&mut instance, request).await {
+                Err(trap) => Err(self.classify_trap(trap, &instance.store)),
+                Ok(Err(provider_error)) => Err(CallError::from(provider_error)),
+                Ok(Ok(reply)) => Ok(reply),
+            };
+            Ok((instance, result))
+        };
+        let (instance, result) = match tokio::time::timeout(wall, attempt).await {
+            Ok(Ok(done)) => done,
+            Ok(Err(instantiation)) => return Err(instantiation),
+            Err(_) => {
+                return Err(CallError::DeadlineExceeded {
+                    deadline: self.deadline,
+                });
+            }
         };
         let dropped = instance.store.data().log_dropped;
         if dropped > 0 {
@@ -460,6 +446,21 @@ impl Provider {
                 .push(instance);
         }
         result
+    }
+
+    /// A fresh store and instance, under the memory cap and the deadline.
+    async fn instantiate(&self, deadline_ticks: u64) -> Result<Warm, CallError> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState::new(self.grants.clone(), self.audit.clone()),
+        );
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(deadline_ticks);
+        match self.pre.instantiate_async(&mut store).await {
+            Ok(plugin) => Ok(Warm { store, plugin }),
+            Err(err) => Err(self.classify_trap(err, &store)),
+        }
     }
 
     fn classify_trap(&self, err: wasmtime::Error, store: &Store<HostState>) -> CallError {

@@ -5,9 +5,9 @@
 //! AES-256-GCM under that key: `nonce (12) || ciphertext || tag (16)`, with the
 //! key id and the encryption context as associated data. The key id is a
 //! fingerprint of the key, `env:sha256:<first 16 bytes, hex>`, never the key.
-//! The plugin builds the nonce, associated data and layout; the AES-GCM
-//! computation itself is the host's `crypto` capability (AES-NI rather than
-//! bitsliced software inside WebAssembly).
+//! The plugin builds the nonce, associated data and layout; AES-GCM and
+//! SHA-256 themselves are the host's `crypto` capability (AES-NI and SHA
+//! extensions rather than portable software inside WebAssembly).
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -17,11 +17,11 @@ use keyhost_guest::crypto::{self, CryptoError};
 use keyhost_guest::{
     ContextEntry, DataKey, Description, Features, Guest, ProviderError, WrappedKey,
 };
-use sha2::{Digest, Sha256};
 use zeroize::{Zeroize, Zeroizing};
 
 const SECRET_NAME: &str = "master-key";
 const AAD_LABEL: &[u8] = b"keyhost/env/v1";
+const FINGERPRINT_LABEL: &[u8] = b"keyhost/env/fingerprint/v1";
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const DEK_LEN: usize = 32;
@@ -80,12 +80,16 @@ impl MasterKey {
         })?;
         decoded.zeroize();
         let key = Zeroizing::new(key);
-        let digest = Sha256::new()
-            .chain_update(b"keyhost/env/fingerprint/v1")
-            .chain_update(key.as_slice())
-            .finalize();
+        let mut input = Zeroizing::new(Vec::with_capacity(FINGERPRINT_LABEL.len() + key.len()));
+        input.extend_from_slice(FINGERPRINT_LABEL);
+        input.extend_from_slice(key.as_slice());
+        let digest = crypto::sha256(&input)
+            .map_err(|e| ProviderError::Internal(format!("SHA-256 refused the key: {e:?}")))?;
         Ok(Self {
-            key_id: format!("env:sha256:{}", hex::encode(&digest[..16])),
+            key_id: format!(
+                "env:sha256:{}",
+                hex::encode(digest.get(..16).unwrap_or_default())
+            ),
             key,
             origin,
         })
