@@ -128,6 +128,11 @@ const CASES: &[(&str, &str, &str)] = &[
     ("authorization-header", "internal", "set by the host only"),
     ("host-header", "internal", "set by the host only"),
     ("slow-http", "deadline", "deadline"),
+    (
+        "crypto-abuse",
+        "internal",
+        "crypto: short key invalid-input, huge aad invalid-input, forged tag authentication-failed, huge digest invalid-input",
+    ),
 ];
 
 #[tokio::test]

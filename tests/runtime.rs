@@ -497,3 +497,35 @@ async fn a_precompiled_component_is_reused_and_a_corrupt_one_is_recompiled() {
         b"ballot"
     );
 }
+
+#[tokio::test]
+async fn a_warm_env_instance_picks_up_a_changed_master_key() {
+    let scratch = Scratch::new();
+    let key = scratch.master_key_file("master.key");
+    let toml = format!(
+        "{}\n[profiles.p]\nencrypt = \"env\"\n",
+        env_provider_table(&key, "instances = \"reuse\"")
+    );
+    let keyhost = Keyhost::open(&profile(&scratch, &toml, "p")).unwrap();
+    let context = ballot_context("b-1");
+    let before = keyhost.encrypt(context.clone(), b"ballot").await.unwrap();
+
+    // Same length, different bytes: the warm instance's cached key must not
+    // be taken for it.
+    std::fs::write(&key, random_master_key()).unwrap();
+    let after = keyhost.encrypt(context.clone(), b"ballot").await.unwrap();
+    assert_ne!(
+        before.key_section().key_id,
+        after.key_section().key_id,
+        "the new envelope must name the new key"
+    );
+    assert_eq!(
+        keyhost.decrypt(&after, &context).await.unwrap().as_slice(),
+        b"ballot"
+    );
+    let err = keyhost.decrypt(&before, &context).await.unwrap_err();
+    assert!(
+        err.to_string().contains(&before.key_section().key_id),
+        "the error names the key the envelope needs: {err}"
+    );
+}

@@ -49,7 +49,7 @@ impl MasterKey {
         let raw = Zeroizing::new(secret.value);
         if let Some(key) = LAST.with_borrow(|last| {
             last.as_ref()
-                .filter(|(cached, _)| **cached == *raw)
+                .filter(|(cached, _)| same_bytes(cached, &raw))
                 .map(|(_, key)| key.clone())
         }) {
             return Ok(key);
@@ -114,6 +114,25 @@ impl MasterKey {
             }
         })
     }
+}
+
+/// Whether two secrets are equal, eight bytes at a time and without an early
+/// exit (WebAssembly's `memcmp` goes byte by byte).
+fn same_bytes(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let word = |c: &[u8]| u64::from_le_bytes(c.try_into().unwrap_or_default());
+    let (a_words, b_words) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail = a_words
+        .remainder()
+        .iter()
+        .zip(b_words.remainder())
+        .fold(0u64, |acc, (x, y)| acc | u64::from(x ^ y));
+    a_words
+        .zip(b_words)
+        .fold(tail, |acc, (x, y)| acc | (word(x) ^ word(y)))
+        == 0
 }
 
 fn malformed(origin: &str, why: &str) -> ProviderError {
