@@ -25,9 +25,12 @@ help:
 wasm-target:
 	@rustup target list --installed | grep -qx $(WASM_TARGET) || rustup target add $(WASM_TARGET)
 
+# The env plugin is built on its own: it is no_std, and a build shared with
+# the others would unify their std features into its dependencies.
 plugins: wasm-target
+	$(CARGO) build --profile plugin --target $(WASM_TARGET) -p keyhost-plugin-env
 	$(CARGO) build --profile plugin --target $(WASM_TARGET) \
-	  $(foreach p,$(PLUGINS),-p keyhost-plugin-$(p)) $(foreach f,$(FIXTURES),-p keyhost-fixture-$(f))
+	  $(foreach p,$(filter-out env,$(PLUGINS)),-p keyhost-plugin-$(p)) $(foreach f,$(FIXTURES),-p keyhost-fixture-$(f))
 	@mkdir -p dist/plugins dist/fixtures
 	@$(foreach p,$(PLUGINS),cp $(PLUGIN_DIR)/keyhost_plugin_$(subst -,_,$(p)).wasm dist/plugins/$(p).wasm;)
 	@$(foreach f,$(FIXTURES),cp $(PLUGIN_DIR)/keyhost_fixture_$(subst -,_,$(f)).wasm dist/fixtures/$(f).wasm;)

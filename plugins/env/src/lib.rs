@@ -9,8 +9,19 @@
 //! SHA-256 themselves are the host's `crypto` capability (AES-NI and SHA
 //! extensions rather than portable software inside WebAssembly).
 
-use std::cell::RefCell;
-use std::rc::Rc;
+// Without std the component imports nothing of WASI but randomness: no
+// stdio, environment or exit for a panic message to reach, and fewer imports
+// to wire up for every fresh instance. A panic traps.
+#![cfg_attr(target_arch = "wasm32", no_std)]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::rc::Rc;
+use alloc::string::String;
+use alloc::vec;
+use alloc::vec::Vec;
+use core::cell::RefCell;
 
 use base64::Engine as _;
 use keyhost_guest::crypto::{self, CryptoError};
@@ -36,31 +47,116 @@ struct MasterKey {
     origin: String,
 }
 
-thread_local! {
-    /// The last key decoded, by the secret's raw bytes. A warm instance
-    /// (`instances = "reuse"`) then skips decoding and fingerprinting; a
-    /// changed secret is decoded afresh.
-    static LAST: RefCell<Option<(Zeroizing<Vec<u8>>, Rc<MasterKey>)>> = const { RefCell::new(None) };
+// `memcmp` and `malloc` come from wasi-libc's archive, as they do under std;
+// only those objects are linked, and they import nothing.
+#[cfg(target_arch = "wasm32")]
+#[link(name = "c")]
+unsafe extern "C" {}
+
+/// wasi-libc's `malloc`, as under std: it first uses the free space of the
+/// initial memory, so a fresh instance need not grow its memory.
+#[cfg(target_arch = "wasm32")]
+struct LibcAllocator;
+
+#[cfg(target_arch = "wasm32")]
+unsafe extern "C" {
+    fn aligned_alloc(align: usize, size: usize) -> *mut u8;
+    fn free(ptr: *mut u8);
 }
+
+// SAFETY: wasi-libc's allocator returns memory aligned as asked (or null),
+// and `free` takes what it returned.
+#[cfg(target_arch = "wasm32")]
+unsafe impl core::alloc::GlobalAlloc for LibcAllocator {
+    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
+        // `aligned_alloc` wants a size that is a multiple of the alignment.
+        let size = layout.size().next_multiple_of(layout.align());
+        unsafe { aligned_alloc(layout.align(), size) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, _layout: core::alloc::Layout) {
+        unsafe { free(ptr) }
+    }
+}
+
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: LibcAllocator = LibcAllocator;
+
+/// The canonical ABI's allocator export, on the Rust allocator (under std,
+/// wasi-libc provides it on libc's `malloc`).
+///
+/// # Safety
+/// Called by the component runtime only, with `old_ptr`, `old_len` and
+/// `align` from an earlier allocation of this function (or 0 for a new one).
+#[cfg(target_arch = "wasm32")]
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn cabi_realloc(
+    old_ptr: *mut u8,
+    old_len: usize,
+    align: usize,
+    new_len: usize,
+) -> *mut u8 {
+    use alloc::alloc::{Layout, alloc, realloc};
+    if new_len == 0 {
+        return align as *mut u8;
+    }
+    // SAFETY: the runtime passes a power-of-two alignment and, for a
+    // reallocation, the layout it was given before.
+    let ptr = unsafe {
+        if old_len == 0 {
+            alloc(Layout::from_size_align_unchecked(new_len, align))
+        } else {
+            realloc(
+                old_ptr,
+                Layout::from_size_align_unchecked(old_len, align),
+                new_len,
+            )
+        }
+    };
+    if ptr.is_null() {
+        core::arch::wasm32::unreachable();
+    }
+    ptr
+}
+
+#[cfg(target_arch = "wasm32")]
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo) -> ! {
+    core::arch::wasm32::unreachable()
+}
+
+/// The last key decoded, by the secret's raw bytes. A warm instance
+/// (`instances = "reuse"`) then skips decoding and fingerprinting; a changed
+/// secret is decoded afresh.
+static LAST: LastKey = LastKey(RefCell::new(None));
+
+struct LastKey(RefCell<Option<(Zeroizing<Vec<u8>>, Rc<MasterKey>)>>);
+
+// SAFETY: a component instance runs on one thread (wasm32 without the
+// threads proposal), so the cell is never shared between threads.
+unsafe impl Sync for LastKey {}
 
 impl MasterKey {
     fn load() -> Result<Rc<Self>, ProviderError> {
         let secret = keyhost_guest::secret(SECRET_NAME)?;
         let raw = Zeroizing::new(secret.value);
-        if let Some(key) = LAST.with_borrow(|last| {
-            last.as_ref()
-                .filter(|(cached, _)| same_bytes(cached, &raw))
-                .map(|(_, key)| key.clone())
-        }) {
+        let cached = LAST
+            .0
+            .borrow()
+            .as_ref()
+            .filter(|(cached, _)| same_bytes(cached, &raw))
+            .map(|(_, key)| key.clone());
+        if let Some(key) = cached {
             return Ok(key);
         }
         let key = Rc::new(Self::decode(&raw, secret.origin)?);
-        LAST.with_borrow_mut(|last| *last = Some((raw, key.clone())));
+        *LAST.0.borrow_mut() = Some((raw, key.clone()));
         Ok(key)
     }
 
     fn decode(raw: &[u8], origin: String) -> Result<Self, ProviderError> {
-        let text = std::str::from_utf8(raw)
+        let text = core::str::from_utf8(raw)
             .map(str::trim)
             .map_err(|_| malformed(&origin, "it is not text"))?;
         let mut decoded = Zeroizing::new(

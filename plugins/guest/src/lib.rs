@@ -5,6 +5,14 @@
 //! A provider implements [`bindings::exports::keyhost::provider::provider::Guest`]
 //! and registers it with `keyhost_guest::export!(MyProvider with_types_in keyhost_guest::bindings);`.
 
+#![no_std]
+
+extern crate alloc;
+
+use alloc::format;
+use alloc::string::String;
+use alloc::vec::Vec;
+
 pub mod bindings {
     wit_bindgen::generate!({
         world: "provider-plugin",
