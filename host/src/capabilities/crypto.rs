@@ -1,43 +1,44 @@
 //! `keyhost:provider/crypto`: AES-256-GCM and SHA-256 computed by the host
-//! for the guest. It needs no grant, since it only computes on what the guest passes;
-//! it is checked like every capability (lengths first, fail closed with a
-//! typed error) and wipes its copies of keys and plaintexts.
+//! for the guest. It needs no grant, since it only computes on what the guest
+//! passes; it is checked like every capability (lengths first, fail closed
+//! with a typed error) and wipes its copies of keys and plaintexts. The host
+//! draws every nonce, so a guest cannot reuse one under its key.
 
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
+use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::runtime::HostState;
 use crate::runtime::bindings::crypto::{CryptoError, Host};
 
-/// Largest key, nonce, associated data or message accepted, in bytes. The
+/// Largest key, associated data or message accepted, in bytes. The
 /// capability is for wrapping keys, not for bulk data.
 pub const MAX_INPUT_BYTES: usize = 64 << 10;
 const KEY_LEN: usize = 32;
 const NONCE_LEN: usize = 12;
+const TAG_LEN: usize = 16;
 
 impl Host for HostState {
     fn aes256_gcm_seal(
         &mut self,
         key: Vec<u8>,
-        nonce: Vec<u8>,
         aad: Vec<u8>,
         plaintext: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, CryptoError>> {
         let (key, plaintext) = (Zeroizing::new(key), Zeroizing::new(plaintext));
-        Ok(seal(&key, &nonce, &aad, &plaintext))
+        Ok(seal(&key, &aad, &plaintext))
     }
 
     fn aes256_gcm_open(
         &mut self,
         key: Vec<u8>,
-        nonce: Vec<u8>,
         aad: Vec<u8>,
         sealed: Vec<u8>,
     ) -> wasmtime::Result<Result<Vec<u8>, CryptoError>> {
         let key = Zeroizing::new(key);
-        Ok(open(&key, &nonce, &aad, &sealed))
+        Ok(open(&key, &aad, &sealed))
     }
 
     fn sha256(&mut self, data: Vec<u8>) -> wasmtime::Result<Result<Vec<u8>, CryptoError>> {
@@ -54,41 +55,49 @@ pub(crate) fn sha256(data: &[u8]) -> Result<Vec<u8>, CryptoError> {
     Ok(Sha256::digest(data).to_vec())
 }
 
-fn cipher(key: &[u8], nonce: &[u8], inputs: [&[u8]; 2]) -> Result<Aes256Gcm, CryptoError> {
-    if key.len() != KEY_LEN
-        || nonce.len() != NONCE_LEN
-        || inputs.iter().any(|input| input.len() > MAX_INPUT_BYTES)
-    {
+fn cipher(key: &[u8], inputs: [&[u8]; 2]) -> Result<Aes256Gcm, CryptoError> {
+    if key.len() != KEY_LEN || inputs.iter().any(|input| input.len() > MAX_INPUT_BYTES) {
         return Err(CryptoError::InvalidInput);
     }
     Aes256Gcm::new_from_slice(key).map_err(|_| CryptoError::InvalidInput)
 }
 
-pub(crate) fn seal(
-    key: &[u8],
-    nonce: &[u8],
-    aad: &[u8],
-    plaintext: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    cipher(key, nonce, [aad, plaintext])?
+/// `nonce || ciphertext || tag`, under a fresh random nonce.
+pub(crate) fn seal(key: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let cipher = cipher(key, [aad, plaintext])?;
+    // The thread's CSPRNG (ChaCha12, seeded and reseeded from the OS), as
+    // WASI randomness is: 96 random bits per nonce.
+    let mut nonce = [0u8; NONCE_LEN];
+    rand::thread_rng().fill_bytes(&mut nonce);
+    let sealed = cipher
         .encrypt(
-            Nonce::from_slice(nonce),
+            Nonce::from_slice(&nonce),
             Payload {
                 msg: plaintext,
                 aad,
             },
         )
-        .map_err(|_| CryptoError::InvalidInput)
+        .map_err(|_| CryptoError::InvalidInput)?;
+    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    Ok(out)
 }
 
-pub(crate) fn open(
-    key: &[u8],
-    nonce: &[u8],
-    aad: &[u8],
-    sealed: &[u8],
-) -> Result<Vec<u8>, CryptoError> {
-    cipher(key, nonce, [aad, sealed])?
-        .decrypt(Nonce::from_slice(nonce), Payload { msg: sealed, aad })
+pub(crate) fn open(key: &[u8], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
+    let cipher = cipher(key, [aad, sealed])?;
+    if sealed.len() < NONCE_LEN + TAG_LEN {
+        return Err(CryptoError::InvalidInput);
+    }
+    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    cipher
+        .decrypt(
+            Nonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad,
+            },
+        )
         .map_err(|_| CryptoError::AuthenticationFailed)
 }
 
@@ -97,36 +106,42 @@ mod tests {
     use super::*;
 
     const KEY: [u8; 32] = [0x42; 32];
-    const NONCE: [u8; 12] = [0x07; 12];
 
     #[test]
-    fn sealed_bytes_are_standard_aes_256_gcm_and_open_again() {
-        let sealed = seal(&KEY, &NONCE, b"context", b"a data key").unwrap();
+    fn sealed_bytes_are_a_nonce_then_standard_aes_256_gcm_and_open_again() {
+        let sealed = seal(&KEY, b"context", b"a data key").unwrap();
+        assert_eq!(sealed.len(), NONCE_LEN + 10 + TAG_LEN);
+        let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
         let reference = Aes256Gcm::new_from_slice(&KEY)
             .unwrap()
-            .encrypt(
-                Nonce::from_slice(&NONCE),
+            .decrypt(
+                Nonce::from_slice(nonce),
                 Payload {
-                    msg: b"a data key",
+                    msg: ciphertext,
                     aad: b"context",
                 },
             )
             .unwrap();
-        assert_eq!(sealed, reference);
-        assert_eq!(
-            open(&KEY, &NONCE, b"context", &sealed).unwrap(),
-            b"a data key"
-        );
+        assert_eq!(reference, b"a data key");
+        assert_eq!(open(&KEY, b"context", &sealed).unwrap(), b"a data key");
+    }
+
+    #[test]
+    fn every_seal_draws_a_new_nonce() {
+        let first = seal(&KEY, b"context", b"a data key").unwrap();
+        let second = seal(&KEY, b"context", b"a data key").unwrap();
+        assert_ne!(first[..NONCE_LEN], second[..NONCE_LEN]);
+        assert_ne!(first, second);
     }
 
     #[test]
     fn any_changed_byte_of_the_sealed_bytes_fails_authentication() {
-        let sealed = seal(&KEY, &NONCE, b"context", b"a data key").unwrap();
+        let sealed = seal(&KEY, b"context", b"a data key").unwrap();
         for i in 0..sealed.len() {
             let mut altered = sealed.clone();
             altered[i] ^= 0x01;
             assert_eq!(
-                open(&KEY, &NONCE, b"context", &altered),
+                open(&KEY, b"context", &altered),
                 Err(CryptoError::AuthenticationFailed),
                 "byte {i}"
             );
@@ -135,13 +150,13 @@ mod tests {
 
     #[test]
     fn another_context_or_key_fails_authentication() {
-        let sealed = seal(&KEY, &NONCE, b"context", b"a data key").unwrap();
+        let sealed = seal(&KEY, b"context", b"a data key").unwrap();
         assert_eq!(
-            open(&KEY, &NONCE, b"other context", &sealed),
+            open(&KEY, b"other context", &sealed),
             Err(CryptoError::AuthenticationFailed)
         );
         assert_eq!(
-            open(&[0x43; 32], &NONCE, b"context", &sealed),
+            open(&[0x43; 32], b"context", &sealed),
             Err(CryptoError::AuthenticationFailed)
         );
     }
@@ -160,30 +175,14 @@ mod tests {
 
     #[test]
     fn wrong_lengths_and_oversized_inputs_are_invalid_input() {
-        assert_eq!(
-            seal(&KEY[..31], &NONCE, b"", b"x"),
-            Err(CryptoError::InvalidInput)
-        );
-        assert_eq!(
-            seal(&KEY, &NONCE[..11], b"", b"x"),
-            Err(CryptoError::InvalidInput)
-        );
+        assert_eq!(seal(&KEY[..31], b"", b"x"), Err(CryptoError::InvalidInput));
         let big = vec![0u8; MAX_INPUT_BYTES + 1];
+        assert_eq!(seal(&KEY, &big, b"x"), Err(CryptoError::InvalidInput));
+        assert_eq!(seal(&KEY, b"", &big), Err(CryptoError::InvalidInput));
+        assert_eq!(open(&KEY, b"", &big), Err(CryptoError::InvalidInput));
         assert_eq!(
-            seal(&KEY, &NONCE, &big, b"x"),
+            open(&KEY, b"", &[0u8; NONCE_LEN + TAG_LEN - 1]),
             Err(CryptoError::InvalidInput)
-        );
-        assert_eq!(
-            seal(&KEY, &NONCE, b"", &big),
-            Err(CryptoError::InvalidInput)
-        );
-        assert_eq!(
-            open(&KEY, &NONCE, b"", &big),
-            Err(CryptoError::InvalidInput)
-        );
-        assert_eq!(
-            open(&KEY, &NONCE, b"", b"short"),
-            Err(CryptoError::AuthenticationFailed)
         );
     }
 }

@@ -5,9 +5,10 @@
 //! AES-256-GCM under that key: `nonce (12) || ciphertext || tag (16)`, with the
 //! key id and the encryption context as associated data. The key id is a
 //! fingerprint of the key, `env:sha256:<first 16 bytes, hex>`, never the key.
-//! The plugin builds the nonce, associated data and layout; AES-GCM and
-//! SHA-256 themselves are the host's `crypto` capability (AES-NI and SHA
-//! extensions rather than portable software inside WebAssembly).
+//! The plugin builds the associated data and checks the key id and lengths;
+//! AES-GCM (with its nonce) and SHA-256 themselves are the host's `crypto`
+//! capability (AES-NI and SHA extensions rather than portable software
+//! inside WebAssembly).
 
 // Without std the component imports nothing of WASI but randomness: no
 // stdio, environment or exit for a panic message to reach, and fewer imports
@@ -195,13 +196,14 @@ impl MasterKey {
         self.key_id.clone()
     }
 
-    fn seal(&self, nonce: &[u8], aad: &[u8], dek: &[u8]) -> Result<Vec<u8>, ProviderError> {
-        crypto::aes256_gcm_seal(self.key.as_slice(), nonce, aad, dek)
+    /// `nonce || ciphertext || tag`; the host draws the nonce.
+    fn seal(&self, aad: &[u8], dek: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        crypto::aes256_gcm_seal(self.key.as_slice(), aad, dek)
             .map_err(|e| ProviderError::Internal(format!("AES-GCM refused to encrypt: {e:?}")))
     }
 
-    fn open(&self, nonce: &[u8], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ProviderError> {
-        crypto::aes256_gcm_open(self.key.as_slice(), nonce, aad, sealed).map_err(|e| match e {
+    fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ProviderError> {
+        crypto::aes256_gcm_open(self.key.as_slice(), aad, sealed).map_err(|e| match e {
             CryptoError::AuthenticationFailed => ProviderError::InvalidCiphertext(
                 "the wrapped key failed authentication: it was altered or wrapped under another context".into(),
             ),
@@ -269,14 +271,8 @@ impl Guest for EnvProvider {
         }
         let key = MasterKey::load()?;
         let key_id = key.key_id();
-        let mut nonce = [0u8; NONCE_LEN];
-        getrandom::fill(&mut nonce)
-            .map_err(|e| ProviderError::Internal(format!("no randomness: {e}")))?;
         let aad = keyhost_guest::context_aad(AAD_LABEL, &key_id, &context);
-        let sealed = key.seal(&nonce, &aad, &dek)?;
-        let mut ciphertext = Vec::with_capacity(NONCE_LEN + sealed.len());
-        ciphertext.extend_from_slice(&nonce);
-        ciphertext.extend_from_slice(&sealed);
+        let ciphertext = key.seal(&aad, &dek)?;
         Ok(WrappedKey { key_id, ciphertext })
     }
 
@@ -296,9 +292,8 @@ impl Guest for EnvProvider {
                 wrapped.ciphertext.len()
             )));
         }
-        let (nonce, sealed) = wrapped.ciphertext.split_at(NONCE_LEN);
         let aad = keyhost_guest::context_aad(AAD_LABEL, &key_id, &context);
-        key.open(nonce, &aad, sealed)
+        key.open(&aad, &wrapped.ciphertext)
     }
 
     fn re_encrypt(
