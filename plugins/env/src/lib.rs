@@ -132,7 +132,10 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 /// secret is decoded afresh.
 static LAST: LastKey = LastKey(RefCell::new(None));
 
-struct LastKey(RefCell<Option<(Zeroizing<Vec<u8>>, Rc<MasterKey>)>>);
+/// The secret's raw bytes and the key decoded from them.
+type Decoded = (Zeroizing<Vec<u8>>, Rc<MasterKey>);
+
+struct LastKey(RefCell<Option<Decoded>>);
 
 // SAFETY: a component instance runs on one thread (wasm32 without the
 // threads proposal), so the cell is never shared between threads.
