@@ -30,6 +30,15 @@ fn env_and_fixture(scratch: &Scratch, fixture_extra: &str) -> Keyhost {
     Keyhost::open(&profile(scratch, &toml, "p")).unwrap()
 }
 
+/// Only the env provider, reading its master key from `key_file`.
+fn env_only(scratch: &Scratch, key_file: &std::path::Path, extra: &str) -> Keyhost {
+    let toml = format!(
+        "{}\n[profiles.p]\nencrypt = \"env\"\n",
+        env_provider_table(key_file, extra)
+    );
+    Keyhost::open(&profile(scratch, &toml, "p")).unwrap()
+}
+
 fn fixture_only(scratch: &Scratch, extra: &str) -> Keyhost {
     let toml = format!(
         "{}\n[profiles.p]\nencrypt = \"fixture\"\n",
@@ -190,11 +199,7 @@ fn a_component_whose_digest_does_not_match_is_refused() {
 async fn a_missing_or_malformed_master_key_is_a_clear_misconfiguration() {
     let scratch = Scratch::new();
     let missing = scratch.path("absent.key");
-    let toml = format!(
-        "{}\n[profiles.p]\nencrypt = \"env\"\n",
-        env_provider_table(&missing, "")
-    );
-    let keyhost = Keyhost::open(&profile(&scratch, &toml, "p")).unwrap();
+    let keyhost = env_only(&scratch, &missing, "");
     let err = keyhost
         .encrypt(ballot_context("b-7"), b"x")
         .await
@@ -206,11 +211,7 @@ async fn a_missing_or_malformed_master_key_is_a_clear_misconfiguration() {
     assert!(err.to_string().contains("absent.key"), "{err}");
 
     let short = scratch.write("short.key", "c2hvcnQ=");
-    let toml = format!(
-        "{}\n[profiles.p]\nencrypt = \"env\"\n",
-        env_provider_table(&short, "")
-    );
-    let keyhost = Keyhost::open(&profile(&scratch, &toml, "p")).unwrap();
+    let keyhost = env_only(&scratch, &short, "");
     let err = keyhost
         .encrypt(ballot_context("b-7"), b"x")
         .await
@@ -502,11 +503,7 @@ async fn a_precompiled_component_is_reused_and_a_corrupt_one_is_recompiled() {
 async fn a_warm_env_instance_picks_up_a_changed_master_key() {
     let scratch = Scratch::new();
     let key = scratch.master_key_file("master.key");
-    let toml = format!(
-        "{}\n[profiles.p]\nencrypt = \"env\"\n",
-        env_provider_table(&key, "instances = \"reuse\"")
-    );
-    let keyhost = Keyhost::open(&profile(&scratch, &toml, "p")).unwrap();
+    let keyhost = env_only(&scratch, &key, "instances = \"reuse\"");
     let context = ballot_context("b-1");
     let before = keyhost.encrypt(context.clone(), b"ballot").await.unwrap();
 
