@@ -5,7 +5,9 @@ associated data (as plugins/env/src/lib.rs and keyhost_guest::context_aad)."""
 import base64
 import binascii
 import hashlib
+import os
 import struct
+import sys
 
 MAGIC = b"KHEV"
 VERSION = 1
@@ -27,6 +29,17 @@ def decode_master_key(text: str) -> bytes:
     if len(key) != 32:
         raise ValueError(f"OPONN_MASTER_KEY decodes to {len(key)} bytes, not 32")
     return key
+
+
+def master_key_from_env(program: str) -> bytes:
+    """OPONN_MASTER_KEY, decoded; exits with a message naming `program` if unset or malformed."""
+    raw = os.environ.get("OPONN_MASTER_KEY")
+    if not raw:
+        sys.exit(f"{program}: set OPONN_MASTER_KEY (32 bytes, base64)")
+    try:
+        return decode_master_key(raw)
+    except ValueError as e:
+        sys.exit(f"{program}: {e}")
 
 
 def env_key_id(master_key: bytes) -> str:

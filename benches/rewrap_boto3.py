@@ -31,7 +31,6 @@ import os
 import platform
 import resource
 import struct
-import sys
 import time
 
 import boto3
@@ -43,9 +42,9 @@ from psycopg import sql
 from keyhost_format import (
     COMMITMENT_LABEL,
     MAGIC,
-    decode_master_key,
     env_aad,
     env_key_id,
+    master_key_from_env,
 )
 
 
@@ -126,13 +125,7 @@ def main() -> None:
     ap.add_argument("--secret-key", default=os.environ.get("AWS_SECRET_ACCESS_KEY", "test"))
     args = ap.parse_args()
 
-    raw = os.environ.get("OPONN_MASTER_KEY")
-    if not raw:
-        sys.exit("rewrap_boto3: set OPONN_MASTER_KEY (32 bytes, base64)")
-    try:
-        key = decode_master_key(raw)
-    except ValueError as e:
-        sys.exit(f"rewrap_boto3: {e}")
+    key = master_key_from_env("rewrap_boto3")
     master = AESGCM(key)
     master_key_id = env_key_id(key)
 

@@ -26,7 +26,6 @@ import hmac
 import json
 import os
 import struct
-import sys
 import time
 
 import psycopg
@@ -37,9 +36,9 @@ from keyhost_format import (
     COMMITMENT_LABEL,
     MAGIC,
     VERSION,
-    decode_master_key,
     env_aad,
     env_key_id,
+    master_key_from_env,
 )
 
 
@@ -92,13 +91,7 @@ def main() -> None:
     ap.add_argument("--replace", action="store_true", help="drop the table first if it exists")
     args = ap.parse_args()
 
-    raw = os.environ.get("OPONN_MASTER_KEY")
-    if not raw:
-        sys.exit("seed_envelopes: set OPONN_MASTER_KEY (32 bytes, base64)")
-    try:
-        key = decode_master_key(raw)
-    except ValueError as e:
-        sys.exit(f"seed_envelopes: {e}")
+    key = master_key_from_env("seed_envelopes")
     key_id = env_key_id(key)
     master = AESGCM(key)
 
