@@ -60,10 +60,10 @@ fn envelopes(c: &mut Criterion) {
             let mut nonce = [0u8; 12];
             rand::rngs::OsRng.fill_bytes(&mut nonce);
             let sealed = cipher
-                .encrypt(Nonce::from_slice(&nonce), Payload { msg: &ballot, aad })
+                .encrypt(&Nonce::from(nonce), Payload { msg: &ballot, aad })
                 .unwrap();
             let opened = cipher
-                .decrypt(Nonce::from_slice(&nonce), Payload { msg: &sealed, aad })
+                .decrypt(&Nonce::from(nonce), Payload { msg: &sealed, aad })
                 .unwrap();
             black_box(opened)
         })

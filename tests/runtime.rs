@@ -500,6 +500,38 @@ async fn a_precompiled_component_is_reused_and_a_corrupt_one_is_recompiled() {
 }
 
 #[tokio::test]
+async fn a_warm_env_instance_serves_thousands_of_operations_within_one_mib() {
+    // The env plugin's heap is a call arena that rewinds after every call;
+    // if anything outlived its call, the heap would outgrow the 1 MiB cap
+    // long before the loop ends (each call copies in a 2 KiB context).
+    let scratch = Scratch::new();
+    let key = scratch.master_key_file("master.key");
+    let keyhost = env_only(
+        &scratch,
+        &key,
+        "instances = \"reuse\"\nlimits = { memory_mib = 1, max_instances = 1 }",
+    );
+    let long = "v".repeat(1000);
+    let context = EncryptionContext::from_pairs([
+        ("ballot_id", "b-1"),
+        ("note_a", long.as_str()),
+        ("note_b", long.as_str()),
+    ])
+    .unwrap();
+    for round in 0..1500 {
+        let envelope = keyhost
+            .encrypt(context.clone(), b"ballot")
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        let opened = keyhost
+            .decrypt(&envelope, &context)
+            .await
+            .unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(opened.as_slice(), b"ballot");
+    }
+}
+
+#[tokio::test]
 async fn a_warm_env_instance_picks_up_a_changed_master_key() {
     let scratch = Scratch::new();
     let key = scratch.master_key_file("master.key");

@@ -4,7 +4,7 @@
 //! with a typed error) and wipes its copies of keys and plaintexts. The host
 //! draws every nonce, so a guest cannot reuse one under its key.
 
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -69,30 +69,28 @@ pub(crate) fn seal(key: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, 
     // WASI randomness is: 96 random bits per nonce.
     let mut nonce = [0u8; NONCE_LEN];
     rand::thread_rng().fill_bytes(&mut nonce);
-    let sealed = cipher
-        .encrypt(
-            Nonce::from_slice(&nonce),
-            Payload {
-                msg: plaintext,
-                aad,
-            },
-        )
-        .map_err(|_| CryptoError::InvalidInput)?;
-    let mut out = Vec::with_capacity(NONCE_LEN + sealed.len());
+    // Sealed where it is returned: one buffer, no second copy.
+    let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
+    out.extend_from_slice(plaintext);
+    let tag = cipher
+        .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut out[NONCE_LEN..]).into())
+        .map_err(|_| CryptoError::InvalidInput)?;
+    out.extend_from_slice(&tag);
     Ok(out)
 }
 
 pub(crate) fn open(key: &[u8], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, CryptoError> {
-    let cipher = cipher(key, [aad, sealed])?;
     if sealed.len() < NONCE_LEN + TAG_LEN {
         return Err(CryptoError::InvalidInput);
     }
-    let (nonce, ciphertext) = sealed.split_at(NONCE_LEN);
+    let cipher = cipher(key, [aad, sealed])?;
+    let (nonce, ciphertext) = sealed
+        .split_first_chunk::<NONCE_LEN>()
+        .ok_or(CryptoError::InvalidInput)?;
     cipher
         .decrypt(
-            Nonce::from_slice(nonce),
+            &Nonce::from(*nonce),
             Payload {
                 msg: ciphertext,
                 aad,
@@ -115,7 +113,7 @@ mod tests {
         let reference = Aes256Gcm::new_from_slice(&KEY)
             .unwrap()
             .decrypt(
-                Nonce::from_slice(nonce),
+                &Nonce::try_from(nonce).unwrap(),
                 Payload {
                     msg: ciphertext,
                     aad: b"context",

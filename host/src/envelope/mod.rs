@@ -140,7 +140,7 @@ impl Envelope {
         let aad = envelope.associated_data();
         envelope.ciphertext = cipher(dek)
             .encrypt(
-                Nonce::from_slice(&nonce),
+                &Nonce::from(nonce),
                 Payload {
                     msg: plaintext,
                     aad: &aad,
@@ -157,7 +157,7 @@ impl Envelope {
         let aad = self.associated_data();
         cipher(dek)
             .decrypt(
-                Nonce::from_slice(&self.nonce),
+                &Nonce::from(self.nonce),
                 Payload {
                     msg: &self.ciphertext,
                     aad: &aad,

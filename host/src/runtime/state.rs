@@ -10,7 +10,9 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use crate::capabilities::{Audit, Grants};
 
 pub struct HostState {
-    wasi: WasiCtx,
+    /// Built on the guest's first WASI call: most providers never make one,
+    /// and a fresh instance per operation would otherwise build it each time.
+    wasi: Option<WasiCtx>,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) grants: Arc<Grants>,
@@ -26,7 +28,7 @@ pub struct HostState {
 impl HostState {
     pub(crate) fn new(grants: Arc<Grants>, audit: Audit) -> Self {
         Self {
-            wasi: sandboxed_wasi(),
+            wasi: None,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(grants.limits.memory_bytes),
             log_budget: grants.limits.log_lines_per_call,
@@ -61,7 +63,7 @@ fn sandboxed_wasi() -> WasiCtx {
 impl WasiView for HostState {
     fn ctx(&mut self) -> WasiCtxView<'_> {
         WasiCtxView {
-            ctx: &mut self.wasi,
+            ctx: self.wasi.get_or_insert_with(sandboxed_wasi),
             table: &mut self.table,
         }
     }

@@ -18,7 +18,6 @@
 extern crate alloc;
 
 use alloc::format;
-use alloc::rc::Rc;
 use alloc::string::String;
 use alloc::vec;
 use alloc::vec::Vec;
@@ -34,13 +33,16 @@ use zeroize::{Zeroize, Zeroizing};
 const SECRET_NAME: &str = "master-key";
 const AAD_LABEL: &[u8] = b"keyhost/env/v1";
 const FINGERPRINT_LABEL: &[u8] = b"keyhost/env/fingerprint/v1";
+const KEY_ID_PREFIX: &str = "env:sha256:";
+/// `env:sha256:` and 16 bytes in hex.
+const KEY_ID_LEN: usize = KEY_ID_PREFIX.len() + 32;
 const NONCE_LEN: usize = 12;
 const TAG_LEN: usize = 16;
 const DEK_LEN: usize = 32;
 
 struct EnvProvider;
 
-/// The master key, decoded, with its fingerprint, and where it came from
+/// The master key of this call, with its fingerprint, and where it came from
 /// (for messages).
 struct MasterKey {
     key_id: String,
@@ -48,41 +50,19 @@ struct MasterKey {
     origin: String,
 }
 
-// `memcmp` and `malloc` come from wasi-libc's archive, as they do under std;
+// `memcmp` and `memcpy` come from wasi-libc's archive, as they do under std;
 // only those objects are linked, and they import nothing.
 #[cfg(target_arch = "wasm32")]
 #[link(name = "c")]
 unsafe extern "C" {}
 
-/// wasi-libc's `malloc`, as under std: it first uses the free space of the
-/// initial memory, so a fresh instance need not grow its memory.
-#[cfg(target_arch = "wasm32")]
-struct LibcAllocator;
-
-#[cfg(target_arch = "wasm32")]
-unsafe extern "C" {
-    fn aligned_alloc(align: usize, size: usize) -> *mut u8;
-    fn free(ptr: *mut u8);
-}
-
-// SAFETY: wasi-libc's allocator returns memory aligned as asked (or null),
-// and `free` takes what it returned.
-#[cfg(target_arch = "wasm32")]
-unsafe impl core::alloc::GlobalAlloc for LibcAllocator {
-    unsafe fn alloc(&self, layout: core::alloc::Layout) -> *mut u8 {
-        // `aligned_alloc` wants a size that is a multiple of the alignment.
-        let size = layout.size().next_multiple_of(layout.align());
-        unsafe { aligned_alloc(layout.align(), size) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, _layout: core::alloc::Layout) {
-        unsafe { free(ptr) }
-    }
-}
-
+/// Every heap allocation lives for one call and is wiped when the call's
+/// results are freed (see `keyhost_guest::arena`), so heap buffers holding
+/// keys need no `Zeroizing` of their own here.
 #[cfg(target_arch = "wasm32")]
 #[global_allocator]
-static ALLOCATOR: LibcAllocator = LibcAllocator;
+static ALLOCATOR: keyhost_guest::arena::linear::CallArena =
+    keyhost_guest::arena::linear::CallArena::new();
 
 /// The canonical ABI's allocator export, on the Rust allocator (under std,
 /// wasi-libc provides it on libc's `malloc`).
@@ -127,13 +107,22 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
     core::arch::wasm32::unreachable()
 }
 
-/// The last key decoded, by the secret's raw bytes. A warm instance
+/// Longest secret text the cache below holds (64 hex digits and a newline,
+/// or base64, fit); a longer one is decoded at every call.
+const CACHED_TEXT_MAX: usize = 128;
+
+/// The last key decoded, by the secret's text. A warm instance
 /// (`instances = "reuse"`) then skips decoding and fingerprinting; a changed
-/// secret is decoded afresh.
+/// secret is decoded afresh. It is a `static`, not a heap value, because the
+/// heap is wiped after every call.
 static LAST: LastKey = LastKey(RefCell::new(None));
 
-/// The secret's raw bytes and the key decoded from them.
-type Decoded = (Zeroizing<Vec<u8>>, Rc<MasterKey>);
+struct Decoded {
+    text: [u8; CACHED_TEXT_MAX],
+    text_len: usize,
+    key: [u8; 32],
+    key_id: [u8; KEY_ID_LEN],
+}
 
 struct LastKey(RefCell<Option<Decoded>>);
 
@@ -141,21 +130,51 @@ struct LastKey(RefCell<Option<Decoded>>);
 // threads proposal), so the cell is never shared between threads.
 unsafe impl Sync for LastKey {}
 
-impl MasterKey {
-    fn load() -> Result<Rc<Self>, ProviderError> {
-        let secret = keyhost_guest::secret(SECRET_NAME)?;
-        let raw = Zeroizing::new(secret.value);
-        let cached = LAST
-            .0
-            .borrow()
-            .as_ref()
-            .filter(|(cached, _)| same_bytes(cached, &raw))
-            .map(|(_, key)| key.clone());
-        if let Some(key) = cached {
-            return Ok(key);
+impl LastKey {
+    fn get(&self, text: &[u8]) -> Option<(Zeroizing<[u8; 32]>, String)> {
+        let last = self.0.borrow();
+        let last = last.as_ref()?;
+        if !same_bytes(&last.text[..last.text_len], text) {
+            return None;
         }
-        let key = Rc::new(Self::decode(&raw, secret.origin)?);
-        *LAST.0.borrow_mut() = Some((raw, key.clone()));
+        let key_id = core::str::from_utf8(&last.key_id).ok()?;
+        Some((Zeroizing::new(last.key), key_id.into()))
+    }
+
+    fn put(&self, text: &[u8], key: &[u8; 32], key_id: &str) {
+        let mut last = self.0.borrow_mut();
+        if let Some(old) = last.as_mut() {
+            old.text.zeroize();
+            old.key.zeroize();
+        }
+        *last = None;
+        if text.len() > CACHED_TEXT_MAX || key_id.len() != KEY_ID_LEN {
+            return;
+        }
+        let mut decoded = Decoded {
+            text: [0; CACHED_TEXT_MAX],
+            text_len: text.len(),
+            key: *key,
+            key_id: [0; KEY_ID_LEN],
+        };
+        decoded.text[..text.len()].copy_from_slice(text);
+        decoded.key_id.copy_from_slice(key_id.as_bytes());
+        *last = Some(decoded);
+    }
+}
+
+impl MasterKey {
+    fn load() -> Result<Self, ProviderError> {
+        let secret = keyhost_guest::secret(SECRET_NAME)?;
+        if let Some((key, key_id)) = LAST.get(&secret.value) {
+            return Ok(Self {
+                key_id,
+                key,
+                origin: secret.origin,
+            });
+        }
+        let key = Self::decode(&secret.value, secret.origin)?;
+        LAST.put(&secret.value, &key.key, &key.key_id);
         Ok(key)
     }
 
@@ -163,40 +182,37 @@ impl MasterKey {
         let text = core::str::from_utf8(raw)
             .map(str::trim)
             .map_err(|_| malformed(&origin, "it is not text"))?;
-        let mut decoded = Zeroizing::new(
-            if text.len() == 64 && text.bytes().all(|b| b.is_ascii_hexdigit()) {
-                hex::decode(text).map_err(|_| malformed(&origin, "it is not valid hex"))?
-            } else {
-                base64::engine::general_purpose::STANDARD
+        let key = match decode_hex(text.as_bytes()) {
+            Some(key) => Zeroizing::new(key),
+            None => {
+                let decoded = base64::engine::general_purpose::STANDARD
                     .decode(text)
-                    .map_err(|_| malformed(&origin, "it is neither 64 hex digits nor base64"))?
-            },
-        );
-        let key: [u8; 32] = decoded.as_slice().try_into().map_err(|_| {
-            malformed(
-                &origin,
-                &format!("it decodes to {} bytes, not 32", decoded.len()),
-            )
-        })?;
-        decoded.zeroize();
-        let key = Zeroizing::new(key);
-        let mut input = Zeroizing::new(Vec::with_capacity(FINGERPRINT_LABEL.len() + key.len()));
+                    .map_err(|_| malformed(&origin, "it is neither 64 hex digits nor base64"))?;
+                let key: [u8; 32] = decoded.as_slice().try_into().map_err(|_| {
+                    malformed(
+                        &origin,
+                        &format!("it decodes to {} bytes, not 32", decoded.len()),
+                    )
+                })?;
+                Zeroizing::new(key)
+            }
+        };
+        let mut input = Vec::with_capacity(FINGERPRINT_LABEL.len() + key.len());
         input.extend_from_slice(FINGERPRINT_LABEL);
         input.extend_from_slice(key.as_slice());
         let digest = crypto::sha256(&input)
             .map_err(|e| ProviderError::Internal(format!("SHA-256 refused the key: {e:?}")))?;
+        let mut key_id = String::with_capacity(KEY_ID_LEN);
+        key_id.push_str(KEY_ID_PREFIX);
+        for byte in digest.iter().take(16) {
+            key_id.push(HEX_DIGITS[usize::from(byte >> 4)] as char);
+            key_id.push(HEX_DIGITS[usize::from(byte & 0xf)] as char);
+        }
         Ok(Self {
-            key_id: format!(
-                "env:sha256:{}",
-                hex::encode(digest.get(..16).unwrap_or_default())
-            ),
+            key_id,
             key,
             origin,
         })
-    }
-
-    fn key_id(&self) -> String {
-        self.key_id.clone()
     }
 
     /// `nonce || ciphertext || tag`; the host draws the nonce.
@@ -215,6 +231,28 @@ impl MasterKey {
             }
         })
     }
+}
+
+const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
+
+/// 64 hex digits (either case) as 32 bytes; `None` for anything else.
+fn decode_hex(text: &[u8]) -> Option<[u8; 32]> {
+    fn nibble(digit: u8) -> Option<u8> {
+        match digit {
+            b'0'..=b'9' => Some(digit - b'0'),
+            b'a'..=b'f' => Some(digit - b'a' + 10),
+            b'A'..=b'F' => Some(digit - b'A' + 10),
+            _ => None,
+        }
+    }
+    if text.len() != 64 {
+        return None;
+    }
+    let mut key = [0u8; 32];
+    for (byte, pair) in key.iter_mut().zip(text.chunks_exact(2)) {
+        *byte = (nibble(pair[0])? << 4) | nibble(pair[1])?;
+    }
+    Some(key)
 }
 
 /// Whether two secrets are equal, eight bytes at a time and without an early
@@ -248,24 +286,23 @@ impl Guest for EnvProvider {
         Ok(Description {
             name: "env".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            key_id: key.key_id(),
+            key_id: key.key_id,
             features: Features::empty(),
         })
     }
 
     fn generate_data_key(context: Vec<ContextEntry>) -> Result<DataKey, ProviderError> {
-        let mut dek = Zeroizing::new(vec![0u8; DEK_LEN]);
+        let mut dek = vec![0u8; DEK_LEN];
         getrandom::fill(&mut dek)
             .map_err(|e| ProviderError::Internal(format!("no randomness: {e}")))?;
-        let wrapped = Self::wrap(dek.to_vec(), context)?;
+        let wrapped = Self::wrap(dek.clone(), context)?;
         Ok(DataKey {
-            plaintext: dek.to_vec(),
+            plaintext: dek,
             wrapped,
         })
     }
 
     fn wrap(dek: Vec<u8>, context: Vec<ContextEntry>) -> Result<WrappedKey, ProviderError> {
-        let dek = Zeroizing::new(dek);
         if dek.len() != DEK_LEN {
             return Err(ProviderError::Internal(format!(
                 "data key is {} bytes, not 32",
@@ -273,19 +310,20 @@ impl Guest for EnvProvider {
             )));
         }
         let key = MasterKey::load()?;
-        let key_id = key.key_id();
-        let aad = keyhost_guest::context_aad(AAD_LABEL, &key_id, &context);
+        let aad = keyhost_guest::context_aad(AAD_LABEL, &key.key_id, &context);
         let ciphertext = key.seal(&aad, &dek)?;
-        Ok(WrappedKey { key_id, ciphertext })
+        Ok(WrappedKey {
+            key_id: key.key_id,
+            ciphertext,
+        })
     }
 
     fn unwrap(wrapped: WrappedKey, context: Vec<ContextEntry>) -> Result<Vec<u8>, ProviderError> {
         let key = MasterKey::load()?;
-        let key_id = key.key_id();
-        if wrapped.key_id != key_id {
+        if wrapped.key_id != key.key_id {
             return Err(ProviderError::InvalidCiphertext(format!(
-                "the data key was wrapped with master key {}, but {} holds {key_id}",
-                wrapped.key_id, key.origin
+                "the data key was wrapped with master key {}, but {} holds {}",
+                wrapped.key_id, key.origin, key.key_id
             )));
         }
         if wrapped.ciphertext.len() != NONCE_LEN + DEK_LEN + TAG_LEN {
@@ -295,7 +333,7 @@ impl Guest for EnvProvider {
                 wrapped.ciphertext.len()
             )));
         }
-        let aad = keyhost_guest::context_aad(AAD_LABEL, &key_id, &context);
+        let aad = keyhost_guest::context_aad(AAD_LABEL, &key.key_id, &context);
         key.open(&aad, &wrapped.ciphertext)
     }
 

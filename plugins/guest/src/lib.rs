@@ -1,6 +1,7 @@
 //! What every keyhost provider plugin shares: the guest bindings of the
 //! `keyhost:provider` WIT world, the encoding of the encryption context as
-//! associated data, and small helpers for errors and secrets.
+//! associated data, small helpers for errors and secrets, and the call arena
+//! allocator.
 //!
 //! A provider implements [`bindings::exports::keyhost::provider::provider::Guest`]
 //! and registers it with `keyhost_guest::export!(MyProvider with_types_in keyhost_guest::bindings);`.
@@ -12,6 +13,8 @@ extern crate alloc;
 use alloc::format;
 use alloc::string::String;
 use alloc::vec::Vec;
+
+pub mod arena;
 
 pub mod bindings {
     wit_bindgen::generate!({
