@@ -50,8 +50,8 @@ struct MasterKey {
     origin: String,
 }
 
-// `memcmp` and `memcpy` come from wasi-libc's archive, as they do under std;
-// only those objects are linked, and they import nothing.
+// `memcmp` comes from wasi-libc's archive, as it does under std; only that
+// object is linked, and it imports nothing.
 #[cfg(target_arch = "wasm32")]
 #[link(name = "c")]
 unsafe extern "C" {}
@@ -151,15 +151,16 @@ impl LastKey {
         if text.len() > CACHED_TEXT_MAX || key_id.len() != KEY_ID_LEN {
             return;
         }
-        let mut decoded = Decoded {
+        // Filled in place, so no copy of the key is left on the stack.
+        let slot = last.insert(Decoded {
             text: [0; CACHED_TEXT_MAX],
             text_len: text.len(),
-            key: *key,
+            key: [0; 32],
             key_id: [0; KEY_ID_LEN],
-        };
-        decoded.text[..text.len()].copy_from_slice(text);
-        decoded.key_id.copy_from_slice(key_id.as_bytes());
-        *last = Some(decoded);
+        });
+        slot.text[..text.len()].copy_from_slice(text);
+        slot.key.copy_from_slice(key);
+        slot.key_id.copy_from_slice(key_id.as_bytes());
     }
 }
 
