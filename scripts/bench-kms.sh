@@ -134,7 +134,7 @@ epoch = summary.get("epoch_thread_cpu_us_per_s")
 out.append("")
 nat = [r for r in rust if r["path"] == "native"]
 nat_epoch = sum(r["epoch_thread_cpu_us_per_call"] for r in nat) / max(1, len(nat))
-out.append(f"The client process idles at {idle} µs CPU/s, nearly all of it keyhost's wasmtime epoch thread (5 ms tick); "
+out.append(f"The client process idles at {idle} µs CPU/s, nearly all of it keyhost's wasmtime epoch thread (10 ms tick); "
            f"during the run that thread used {epoch} µs CPU/s. It is charged to the keyhost rows and left out of the "
            f"native rows (≈ {nat_epoch:.0f} µs/call on average, from /proc/self/task/*/schedstat).")
 print("\n".join(out))
