@@ -8,7 +8,7 @@ use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::runtime::HostState;
 use crate::runtime::bindings::crypto::{CryptoError, Host};
@@ -73,9 +73,13 @@ pub(crate) fn seal(key: &[u8], aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, 
     let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
     out.extend_from_slice(&nonce);
     out.extend_from_slice(plaintext);
-    let tag = cipher
-        .encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut out[NONCE_LEN..]).into())
-        .map_err(|_| CryptoError::InvalidInput)?;
+    let sealed =
+        cipher.encrypt_inout_detached(&Nonce::from(nonce), aad, (&mut out[NONCE_LEN..]).into());
+    let Ok(tag) = sealed else {
+        // The buffer still holds the plaintext.
+        out.zeroize();
+        return Err(CryptoError::InvalidInput);
+    };
     out.extend_from_slice(&tag);
     Ok(out)
 }
